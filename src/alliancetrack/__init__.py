@@ -1,0 +1,23 @@
+"""alliancetrack: therapeutic-alliance rupture-repair episodes from repeated alliance ratings.
+
+>>> import alliancetrack as at
+>>> sorted(at.SCALES)[:3]
+['arm', 'arm-12', 'calpas']
+"""
+
+from .data import AllianceData, as_alliance_data, read_alliance
+from .episode_table import EPISODE_COLUMNS
+from .errors import AllianceDataError
+from .scales import SCALES, Scale
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AllianceData",
+    "AllianceDataError",
+    "EPISODE_COLUMNS",
+    "SCALES",
+    "Scale",
+    "as_alliance_data",
+    "read_alliance",
+]
