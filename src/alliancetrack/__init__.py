@@ -6,8 +6,11 @@
 """
 
 from .data import AllianceData, as_alliance_data, read_alliance
+from .detect import detect_episodes
 from .episode_table import EPISODE_COLUMNS
 from .errors import AllianceDataError
+from .predictors import episode_predictors
+from .rules import PRESETS, DipRecoveryRule
 from .scales import SCALES, Scale
 
 __version__ = "0.1.0"
@@ -15,9 +18,13 @@ __version__ = "0.1.0"
 __all__ = [
     "AllianceData",
     "AllianceDataError",
+    "DipRecoveryRule",
     "EPISODE_COLUMNS",
+    "PRESETS",
     "SCALES",
     "Scale",
     "as_alliance_data",
+    "detect_episodes",
+    "episode_predictors",
     "read_alliance",
 ]

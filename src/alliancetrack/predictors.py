@@ -1,0 +1,152 @@
+"""Per-patient predictors from an episode table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .data import as_alliance_data
+from .errors import AllianceDataError
+
+__all__ = ["episode_predictors", "PREDICTOR_COLUMNS"]
+
+#: Columns of :func:`episode_predictors`, in order.
+PREDICTOR_COLUMNS: tuple[str, ...] = (
+    "patient", "status", "method", "n_sessions", "n_ruptures", "n_repaired", "n_unrepaired",
+    "n_censored", "group", "mean_depth", "max_depth", "first_rupture_session",
+    "first_rupture_phase", "mean_sessions_to_repair",
+)
+
+_NEEDED = ("patient", "rupture_session", "repaired", "depth", "method")
+
+
+def episode_predictors(data, episodes: pd.DataFrame) -> pd.DataFrame:
+    """One row per input patient with episode counts and summaries.
+
+    Parameters
+    ----------
+    data : AllianceData or DataFrame
+        The data the episodes were detected in; its ``patients`` define the
+        rows of the result.
+    episodes : DataFrame
+        From :func:`alliancetrack.detect_episodes` (one method).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`PREDICTOR_COLUMNS`:
+
+        * ``status``: ``"analysed"`` or the reason the patient was excluded
+          (counts are then missing, not zero);
+        * ``n_sessions``: number of rated sessions;
+        * ``n_ruptures``, ``n_repaired``, ``n_unrepaired``, ``n_censored``;
+        * ``group``: ``"no_rupture"``, ``"repaired"`` (all ruptures
+          repaired) or ``"unrepaired"`` (any unrepaired rupture);
+        * ``mean_depth``, ``max_depth`` (scale points);
+        * ``first_rupture_session`` and ``first_rupture_phase``: the rank of
+          the first rupture session among the patient's rated sessions divided
+          by ``n_sessions`` (in (0, 1]; the timing of ruptures matters, Eubanks
+          et al. 2018);
+        * ``mean_sessions_to_repair`` over repaired episodes.
+
+    Examples
+    --------
+    >>> import pandas as pd, alliancetrack as at
+    >>> df = pd.DataFrame({"patient": [1] * 8 + [2] * 2, "session": list(range(1, 9)) + [1, 2],
+    ...                    "alliance": [4.0, 4.1, 4.0, 2.5, 3.0, 4.1, 4.0, 4.2, 3.0, 3.1]})
+    >>> data = at.read_alliance(df)
+    >>> pred = at.episode_predictors(data, at.detect_episodes(data, rule="strauss-1sd"))
+    >>> pred[["patient", "status", "n_ruptures", "group", "first_rupture_phase"]]
+       patient                                 status  n_ruptures       group  first_rupture_phase
+    0        1                               analysed           1    repaired                  0.5
+    1        2  fewer than 3 rated sessions (2 rated)        <NA>        <NA>                  NaN
+    """
+    data = as_alliance_data(data)
+    missing = [c for c in _NEEDED if c not in episodes.columns]
+    if missing:
+        raise AllianceDataError(
+            f"The episode table lacks column(s) {missing}; pass the output of "
+            "alliancetrack.detect_episodes."
+        )
+    methods = episodes["method"].dropna().unique().tolist()
+    if len(methods) > 1:
+        raise AllianceDataError(
+            f"The episode table mixes methods {methods}; compute predictors per method, e.g. "
+            "episodes[episodes['method'] == ...]."
+        )
+    unknown = sorted(set(episodes["patient"].unique()) - set(data.patients))
+    if unknown:
+        shown = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
+        raise AllianceDataError(
+            f"Episodes name {len(unknown)} patient(s) that are not in the data: {shown}. "
+            "Pass the same data the episodes were detected in."
+        )
+    patients = data.patients
+    excluded = pd.concat(
+        [data.excluded, episodes.attrs.get("excluded", data.excluded.iloc[0:0])],
+        ignore_index=True,
+    ).drop_duplicates("patient")
+    reason = pd.Series(excluded["reason"].to_numpy(), index=excluded["patient"].to_numpy())
+    status = pd.Series("analysed", index=patients, dtype=object)
+    hit = patients.isin(reason.index)
+    status[hit] = reason.reindex(patients[hit]).to_numpy()
+    analysed = (status == "analysed").to_numpy()
+
+    frame = data.frame
+    rated = frame.loc[frame["alliance"].notna()]
+    n_sessions = rated.groupby("patient", sort=False).size().reindex(patients, fill_value=0)
+
+    ep = episodes
+    repaired = ep["repaired"].astype(bool)
+    g = ep.groupby("patient", sort=False)
+    n_rup = g.size().reindex(patients, fill_value=0)
+    n_rep = repaired.groupby(ep["patient"], sort=False).sum().reindex(patients, fill_value=0)
+    cens = ep["censored"].astype(bool) if "censored" in ep else pd.Series(False, index=ep.index)
+    n_cens = cens.groupby(ep["patient"], sort=False).sum().reindex(patients, fill_value=0)
+    mean_depth = g["depth"].mean().reindex(patients)
+    max_depth = g["depth"].max().reindex(patients)
+    first = g["rupture_session"].min().reindex(patients)
+    if "sessions_to_repair" in ep:
+        str_ = ep["sessions_to_repair"]
+    else:
+        str_ = ep["repair_session"] - ep["rupture_session"]
+    mean_str = str_.where(repaired).groupby(ep["patient"], sort=False).mean().reindex(patients)
+
+    # rank of the first rupture among the patient's rated sessions
+    firsts = first.dropna()
+    if len(firsts):
+        merged = rated[["patient", "session"]].merge(
+            firsts.rename("first").rename_axis("patient").reset_index(), on="patient"
+        )
+        rank = (merged["session"] <= merged["first"]).groupby(merged["patient"], sort=False).sum()
+        phase = (rank.reindex(patients) / n_sessions.replace(0, np.nan)).astype("float64")
+    else:
+        phase = pd.Series(np.nan, index=patients)
+
+    n_unrep = n_rup - n_rep
+    group = np.where(n_rup.to_numpy() == 0, "no_rupture",
+                     np.where(n_unrep.to_numpy() > 0, "unrepaired", "repaired")).astype(object)
+
+    def counts(s: pd.Series) -> pd.arrays.IntegerArray:
+        """Counts as nullable integers, missing for patients not analysed."""
+        return pd.arrays.IntegerArray(s.to_numpy().astype("int64"), mask=~analysed)
+
+    method = methods[0] if methods else episodes.attrs.get("method", pd.NA)
+    out = pd.DataFrame({
+        "patient": patients.to_numpy(),
+        "status": status.to_numpy(),
+        "method": method,
+        "n_sessions": n_sessions.to_numpy().astype("int64"),
+        "n_ruptures": counts(n_rup),
+        "n_repaired": counts(n_rep),
+        "n_unrepaired": counts(n_unrep),
+        "n_censored": counts(n_cens),
+        "group": pd.Series(np.where(analysed, group, None), dtype=object).where(analysed, pd.NA),
+        "mean_depth": mean_depth.to_numpy(dtype="float64"),
+        "max_depth": max_depth.to_numpy(dtype="float64"),
+        "first_rupture_session": first.to_numpy(dtype="float64"),
+        "first_rupture_phase": phase.to_numpy(dtype="float64"),
+        "mean_sessions_to_repair": mean_str.to_numpy(dtype="float64"),
+    })
+    out["patient"] = out["patient"].astype(patients.dtype)
+    return out
