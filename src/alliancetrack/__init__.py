@@ -12,6 +12,12 @@ from .errors import AllianceDataError
 from .predictors import episode_predictors
 from .rules import PRESETS, DipRecoveryRule
 from .scales import SCALES, Scale
+from .sudden import (
+    describe_sudden_changes,
+    reliable_change_cutoff,
+    select_changes,
+    sudden_changes,
+)
 
 __version__ = "0.1.0"
 
@@ -27,4 +33,8 @@ __all__ = [
     "detect_episodes",
     "episode_predictors",
     "read_alliance",
+    "describe_sudden_changes",
+    "reliable_change_cutoff",
+    "select_changes",
+    "sudden_changes",
 ]
