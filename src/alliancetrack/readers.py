@@ -48,14 +48,14 @@ def read_table(path: str | Path) -> pd.DataFrame:
     [1, 2]
     """
     path = Path(path)
-    if not path.exists():
-        raise AllianceDataError(f"File not found: {path}")
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise AllianceDataError(
             f"Cannot read {path.name}: unknown suffix {suffix!r}. "
             f"Supported: {', '.join(SUPPORTED_SUFFIXES)}; or read it yourself and pass a DataFrame."
         )
+    if not path.exists():
+        raise AllianceDataError(f"File not found: {path}")
     if suffix in _EXTRA:
         _require(*_EXTRA[suffix], suffix)
     try:
