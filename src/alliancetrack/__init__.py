@@ -9,6 +9,7 @@ from .data import AllianceData, as_alliance_data, read_alliance
 from .detect import detect_episodes
 from .episode_table import EPISODE_COLUMNS
 from .errors import AllianceDataError
+from .mixed import ConvergenceWarning, MixedResult, SingularFitWarning, fit_mixed
 from .predictors import episode_predictors
 from .rules import PRESETS, DipRecoveryRule
 from .scales import SCALES, Scale
@@ -24,6 +25,9 @@ __version__ = "0.1.0"
 __all__ = [
     "AllianceData",
     "AllianceDataError",
+    "ConvergenceWarning",
+    "MixedResult",
+    "SingularFitWarning",
     "DipRecoveryRule",
     "EPISODE_COLUMNS",
     "PRESETS",
@@ -32,6 +36,7 @@ __all__ = [
     "as_alliance_data",
     "detect_episodes",
     "episode_predictors",
+    "fit_mixed",
     "read_alliance",
     "describe_sudden_changes",
     "reliable_change_cutoff",
