@@ -431,8 +431,8 @@ def sudden_changes(
     with np.errstate(invalid="ignore"):
         back = (sign * (later - reversal_value[:, None]) > 0) & window
     reversed_ = back.any(axis=1)
-    first_back = np.where(reversed_, back.argmax(axis=1), 0)
-    rev_session = np.where(reversed_, grid[first_back].astype("float64"), np.nan)
+    first_back = back.argmax(axis=1) if K else np.zeros(0, dtype=int)
+    rev_session = np.where(reversed_, grid.astype("float64")[first_back], np.nan)
 
     def _at(offset: int) -> np.ndarray:
         j = pos + offset
