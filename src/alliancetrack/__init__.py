@@ -5,6 +5,7 @@
 ['arm', 'arm-12', 'calpas']
 """
 
+from . import datasets
 from .data import AllianceData, as_alliance_data, read_alliance
 from .detect import detect_episodes
 from .episode_table import EPISODE_COLUMNS
@@ -13,6 +14,7 @@ from .mixed import ConvergenceWarning, MixedResult, SingularFitWarning, fit_mixe
 from .predictors import episode_predictors
 from .rules import PRESETS, DipRecoveryRule
 from .scales import SCALES, Scale
+from .simulate import SimulatedCohort, simulate_cohort
 from .sudden import (
     describe_sudden_changes,
     reliable_change_cutoff,
@@ -33,6 +35,9 @@ __all__ = [
     "PRESETS",
     "SCALES",
     "Scale",
+    "SimulatedCohort",
+    "datasets",
+    "simulate_cohort",
     "as_alliance_data",
     "detect_episodes",
     "episode_predictors",
