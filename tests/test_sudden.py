@@ -538,3 +538,55 @@ def test_cli_bad_column_raises(tmp_path):
     args = _parse(["sudden", str(src), "--patient", "id", "--session", "s", "--score", "nope"])
     with pytest.raises(AllianceDataError):
         args.func(args)
+
+
+# --------------------------------------------------------------------------- loop reference
+
+
+def _reference_identify(values, cutoff, pct, crit3, alpha, adjust, critical, gains):
+    """Plain loop over one patient's wide scores, following suddengains' identify_sg/sl."""
+    x = [float(v) for v in values]
+    ncol = len(x)
+    out = []
+    for col_j in range(3, ncol):  # 1-based post column, 3 .. ncol - 1
+        a, b = x[col_j - 2], x[col_j - 1]  # pre (n) and post (n + 1)
+        crits = []
+        if cutoff is not None:
+            crits.append(None if np.isnan(a) or np.isnan(b)
+                         else (a - b >= cutoff if gains else a - b <= -cutoff))
+        if pct is not None:
+            crits.append(None if np.isnan(a) or np.isnan(b)
+                         else (a - b >= pct * a if gains else a - b <= pct * a))
+        if crit3:
+            pre = [v for v in x[max(1, col_j - 3) - 1: col_j - 1] if not np.isnan(v)]
+            post = [v for v in x[col_j - 1: min(ncol, col_j + 2)] if not np.isnan(v)]
+            if len(pre) >= 2 and len(post) >= 2:
+                dof = len(pre) + len(post) - 2
+                cv = abs(stats.t.ppf(alpha / 2, dof)) if adjust else critical
+                sp = np.sqrt(((len(pre) - 1) * np.var(pre, ddof=1)
+                              + (len(post) - 1) * np.var(post, ddof=1)) / dof)
+                d = np.mean(pre) - np.mean(post)
+                crits.append(bool((d if gains else -d) > cv * sp))
+            else:
+                crits.append(None)
+        out.append(None if any(c is None for c in crits) else int(all(crits)))
+    return out
+
+
+@pytest.mark.parametrize("cols", [BDI_S1_S12, BDI_S0_S12])
+@pytest.mark.parametrize("direction", ["decrease", "increase"])
+@pytest.mark.parametrize("cutoff, pct, crit3, alpha, adjust", [
+    (7, 0.25, True, 0.05, True),
+    (4.65703, 0.25, True, 0.01, True),
+    (7, None, True, 0.05, False),
+    (None, 0.5, False, 0.05, True),
+    (5, 0.25, False, 0.05, True),
+])
+def test_matches_loop_reference(sgdata, cols, direction, cutoff, pct, crit3, alpha, adjust):
+    intervals, _ = at.sudden_changes(sgdata, direction, cutoff=cutoff, pct=pct, crit3=crit3,
+                                     alpha=alpha, crit3_adjust=adjust, critical_value=3.0,
+                                     patient="id", session_columns=cols)
+    expect = [_reference_identify(row, cutoff, pct, crit3, alpha, adjust, 3.0,
+                                  direction == "decrease")
+              for row in sgdata[cols].to_numpy()]
+    assert sudden_matrix(intervals) == expect
