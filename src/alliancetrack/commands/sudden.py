@@ -109,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
         f"{int(pc['n_patients'])} patients ({int(pc['n_intervals_testable'])} of "
         f"{int(pc['n_intervals'])} intervals testable); {int(pc['n_reversed'])} reversed."
     )
-    print(summary.T.to_string(float_format=lambda v: f"{v:.2f}"))
+    shown = summary.T.astype("float64").map(
+        lambda v: f"{v:.0f}" if float(v).is_integer() else f"{v:.2f}")
+    print(shown.to_string())
     if args.out is not None:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
