@@ -64,20 +64,29 @@ SEARCHES: tuple[str, ...] = ("pelt", "binseg", "bottomup", "dynp", "kernelcpd")
 
 #: Kernel bandwidth of the default rbf cost, in noise SDs.
 RBF_WIDTH = 3.0
-_MAD_TO_SD = 1.482602218505602  # 1 / Phi^{-1}(3/4)
+#: Patients with fewer observed scores use the pooled noise SD of the others.
+MIN_NOISE_N = 5
+_NOISE_QUANTILES = (0.5, 0.75, 0.9)
+#: Phi^{-1}((1 + q) / 2): the q-quantile of |Z| for a standard normal Z
+_NORMAL_Q = {0.5: 0.6744897501960817, 0.75: 1.1503493803760079, 0.9: 1.6448536269514722}
 
 
 # --------------------------------------------------------------------------- noise & penalty
 def noise_sd(x) -> float:
-    """Robust within-patient noise SD: the MAD of first differences over sqrt(2).
+    """Robust within-patient noise SD from the first differences.
 
-    Level shifts affect only a few first differences, so the median absolute
-    deviation of the differences (scaled by 1.4826 to be consistent for normal
-    noise) estimates ``sqrt(2) * sigma`` even when the series contains
-    ruptures.  Missing values are dropped first.  Returns 0.0 when fewer than
-    two scores are observed or the differences are (numerically) constant;
-    callers must guard against that (:func:`detect_changepoint` falls back to
-    the pooled estimate of the other patients).
+    Where the level is constant, first differences of noisy scores have mean
+    zero and SD ``sqrt(2) * sigma``; a level shift affects only one
+    difference.  So ``sigma = median(|diff|) / (0.6745 * sqrt(2))`` (the MAD
+    of the first differences about zero, scaled to be consistent for normal
+    noise) estimates the noise SD even when the series contains ruptures.
+    Coarse scores (e.g. item means in steps of 1/12) often repeat, so that
+    more than half the differences are zero; then the 75% (or else 90%)
+    quantile of ``|diff|`` is used with its own normal-consistency factor.
+    Missing values are dropped first.  Returns 0.0 when fewer than three
+    scores are observed or (nearly) all differences are zero; callers must
+    guard against that (:func:`detect_changepoint` then uses the pooled
+    estimate of the other patients).
 
     Parameters
     ----------
@@ -99,19 +108,30 @@ def noise_sd(x) -> float:
     arr = arr[np.isfinite(arr)]
     if arr.size < 3:
         return 0.0
-    return float(_noise_sd_rows(arr[None, :])[0])
+    return float(_noise_sd_rows(arr[None, :])[0][0])
 
 
-def _noise_sd_rows(X: np.ndarray) -> np.ndarray:
-    """Row-wise :func:`noise_sd` for a matrix of complete equal-length series."""
+def _noise_sd_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise :func:`noise_sd` for complete equal-length series.
+
+    Returns the estimates and a flag telling which rest on the median (the
+    others used a higher quantile or are 0).
+    """
+    N = X.shape[0]
     if X.shape[1] < 3:
-        return np.zeros(X.shape[0])
-    d = np.diff(X, axis=1)
-    mad = np.median(np.abs(d - np.median(d, axis=1, keepdims=True)), axis=1)
-    sd = _MAD_TO_SD * mad / math.sqrt(2.0)
+        return np.zeros(N), np.zeros(N, dtype=bool)
+    d = np.abs(np.diff(X, axis=1))
     # differences of grid data (e.g. 1/12 steps) can give 1e-16 instead of 0
     tiny = 1e-9 * np.maximum(1.0, np.max(np.abs(X), axis=1))
-    return np.where(sd > tiny, sd, 0.0)
+    sd = np.zeros(N)
+    from_median = np.zeros(N, dtype=bool)
+    for q in _NOISE_QUANTILES:
+        est = np.quantile(d, q, axis=1) / (_NORMAL_Q[q] * math.sqrt(2.0))
+        take = (sd == 0) & (est > tiny)
+        sd[take] = est[take]
+        if q == 0.5:
+            from_median = take.copy()
+    return sd, from_median
 
 
 def bic_penalty(sigma, n, model: str = "l2", factor: float = 2.0, gamma=None):
@@ -446,9 +466,9 @@ def detect_changepoint(
     penalty : "bic" or float, default "bic"
         Penalty per change point.  ``"bic"``: ``bic_factor * sigma**2 * log(n)``
         for the l2 cost, with ``sigma`` the patient's robust noise SD
-        (:func:`noise_sd`; patients whose estimate is zero, e.g. flat series,
-        get the median estimate of the other patients) and ``n`` their number
-        of observed scores; see :func:`bic_penalty` for the other models.  A
+        (:func:`noise_sd`; patients with fewer than ``MIN_NOISE_N`` = 5
+        scores, or whose differences are mostly zero, get the median estimate
+        of the other patients) and ``n`` their number of observed scores; see :func:`bic_penalty` for the other models.  A
         number is used as is for every patient.
     model : {"l2", "l1", "rbf", "normal"}, default "l2"
         Cost model.
@@ -520,17 +540,21 @@ def detect_changepoint(
 
     # noise SD per patient, vectorised within groups of equal length
     sigma = np.zeros(n_pat)
+    from_median = np.zeros(n_pat, dtype=bool)
     groups: dict[int, np.ndarray] = {}
     for n in np.unique(lengths):
         idx = np.flatnonzero(lengths == n)
         groups[int(n)] = idx
         X = values[starts[idx][:, None] + np.arange(n)[None, :]]
-        sigma[idx] = _noise_sd_rows(X)
-    pos = sigma[sigma > 0]
-    fallback = float(np.median(pos)) if pos.size else 0.0
-    if fallback <= 0:  # every series flat: any positive noise scale will do
-        fallback = 1e-3 * max(1.0, float(np.max(np.abs(values))))
-    sigma = np.where(sigma > 0, sigma, fallback)
+        sigma[idx], from_median[idx] = _noise_sd_rows(X)
+    # own estimate when it is the median-based one from >= MIN_NOISE_N scores;
+    # otherwise the median of those estimates over the other patients; when no
+    # patient has one, the patient's own (quantile-based) estimate; else tiny
+    reliable = from_median & (lengths >= MIN_NOISE_N)
+    if reliable.any():
+        sigma = np.where(reliable, sigma, float(np.median(sigma[reliable])))
+    tiny = 1e-3 * max(1.0, float(np.max(np.abs(values))))
+    sigma = np.where(sigma > 0, sigma, tiny)  # all differences zero: flat series
 
     if isinstance(penalty, str):
         gamma = None
