@@ -11,9 +11,11 @@ from .detect import detect_episodes
 from .episode_table import EPISODE_COLUMNS
 from .errors import AllianceDataError
 from .mixed import ConvergenceWarning, MixedResult, SingularFitWarning, fit_mixed
+from .outcome import DroppedPatientsWarning, fit_gee_logistic, group_contrasts, outcome_model
 from .predictors import episode_predictors
 from .rules import PRESETS, DipRecoveryRule
 from .scales import SCALES, Scale
+from .session_level import lag_within, split_within_between
 from .simulate import SimulatedCohort, simulate_cohort
 from .sudden import (
     describe_sudden_changes,
@@ -42,6 +44,12 @@ __all__ = [
     "detect_episodes",
     "episode_predictors",
     "fit_mixed",
+    "DroppedPatientsWarning",
+    "fit_gee_logistic",
+    "group_contrasts",
+    "lag_within",
+    "outcome_model",
+    "split_within_between",
     "read_alliance",
     "describe_sudden_changes",
     "reliable_change_cutoff",
