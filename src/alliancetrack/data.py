@@ -272,7 +272,8 @@ def read_alliance(
             hint = " If the data are wide (one column per session), pass wide=True."
         raise AllianceDataError(
             f"Column(s) {missing} not found. The input has columns: {list(df.columns)}. "
-            f"Name the right ones with patient=, session=, score=, therapist=, rater=.{hint}"
+            f"Name the right ones with patient=, session=, score=, therapist=, rater= (on the command "
+            f"line: --patient, --session, --score, --therapist, --rater).{hint}"
         )
     if wide:
         if df[patient].duplicated().any():

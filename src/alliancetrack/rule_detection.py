@@ -82,9 +82,13 @@ def rule_thresholds(rule: DipRecoveryRule, X: np.ndarray, lengths: np.ndarray,
     return rule.threshold * np.maximum(within, sample_sd)  # max_sd
 
 
-def _reference(rule: DipRecoveryRule, t: int, CS: np.ndarray, lb: np.ndarray,
+def _reference(rule: DipRecoveryRule, t: int, X: np.ndarray, lb: np.ndarray,
                patient_mean: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Reference level at position ``t`` for ``rows``, using positions >= lb only."""
+    """Reference level at position ``t`` for ``rows``, using positions >= lb only.
+
+    Window means are summed directly (not from cumulative sums) so that a
+    one-session reference is exactly the previous score.
+    """
     if rule.reference == "patient_mean":
         return patient_mean[rows]
     k = rule.reference_sessions if rule.reference == "mean_previous" else 1
@@ -94,12 +98,17 @@ def _reference(rule: DipRecoveryRule, t: int, CS: np.ndarray, lb: np.ndarray,
         j = t - d
         if j < 0:
             break
-        lo = np.maximum(j - k + 1, lo_bound)
-        ok = j >= lo_bound
-        cnt = j + 1 - lo
+        total = np.zeros(len(rows))
+        count = np.zeros(len(rows))
+        for m in range(k):
+            if j - m < 0:
+                break
+            use = (j - m) >= lo_bound
+            total += np.where(use, X[rows, j - m], 0.0)
+            count += use
         with np.errstate(invalid="ignore", divide="ignore"):
-            level = (CS[rows, j + 1] - CS[rows, np.clip(lo, 0, None)]) / cnt
-        best = np.where(ok & (level > best), level, best)
+            level = total / count
+        best = np.where((count > 0) & (level > best), level, best)
     return best
 
 
@@ -116,10 +125,7 @@ def detect_rule_episodes(frame: pd.DataFrame, rule: DipRecoveryRule, scale: Scal
     delta = rule_thresholds(rule, X, lengths, scale)
     Xs = sign * X
     n, width = Xs.shape
-    CS = np.zeros((n, width + 1))
-    if width:
-        np.cumsum(np.nan_to_num(Xs), axis=1, out=CS[:, 1:])
-    patient_mean = CS[:, -1] / np.maximum(lengths, 1) if width else np.zeros(n)
+    patient_mean = np.nansum(Xs, axis=1) / np.maximum(lengths, 1)
 
     is_open = np.zeros(n, dtype=bool)
     rup = np.zeros(n, dtype=np.int64)
@@ -169,7 +175,7 @@ def detect_rule_episodes(frame: pd.DataFrame, rule: DipRecoveryRule, scale: Scal
         cand = np.flatnonzero(valid & ~is_open & ~repaired)
         if cand.size == 0:
             continue
-        ref = _reference(rule, t, CS, lb, patient_mean, cand)
+        ref = _reference(rule, t, Xs, lb, patient_mean, cand)
         drop = ref - x[cand]
         thr = np.abs(ref) * rule.threshold / 100 if rule.unit == "percent" else delta[cand]
         new = (drop >= thr - EPS) & (drop > EPS) & np.isfinite(ref)
