@@ -191,7 +191,8 @@ def compare_episodes(a: pd.DataFrame, b: pd.DataFrame, tolerance: float = 1,
         raise AllianceDataError(f"tolerance must be a non-negative number, got {tolerance!r}.")
     ta, tb = _prepare(a, "a"), _prepare(b, "b")
     if patients is None:
-        pats = pd.Series(pd.unique(pd.concat([ta["patient"], tb["patient"]], ignore_index=True)))
+        pa, pb = _harmonise_ids(ta["patient"], tb["patient"])
+        pats = pd.Series(pd.unique(pd.concat([pa, pb], ignore_index=True)))
     else:
         if isinstance(patients, AllianceData):
             ids = patients.analysed_patients
@@ -202,8 +203,8 @@ def compare_episodes(a: pd.DataFrame, b: pd.DataFrame, tolerance: float = 1,
             )
         else:
             ids = list(patients)
-        pats = pd.Series(pd.unique(pd.Series(ids)))
-    pa, pb, pats = _harmonise_ids(ta["patient"], tb["patient"], pats)
+        pa, pb, pats = _harmonise_ids(ta["patient"], tb["patient"], pd.Series(ids))
+        pats = pd.Series(pd.unique(pats))
     ta["patient"], tb["patient"] = pa.to_numpy(), pb.to_numpy()
     ta = ta[ta["patient"].isin(pats)]
     tb = tb[tb["patient"].isin(pats)]
