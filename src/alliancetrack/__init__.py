@@ -6,6 +6,7 @@
 """
 
 from . import datasets
+from .compare import EpisodeComparison, compare_episodes
 from .data import AllianceData, as_alliance_data, read_alliance
 from .detect import detect_episodes
 from .episode_table import EPISODE_COLUMNS
@@ -41,6 +42,8 @@ __all__ = [
     "datasets",
     "simulate_cohort",
     "as_alliance_data",
+    "compare_episodes",
+    "EpisodeComparison",
     "detect_episodes",
     "episode_predictors",
     "fit_mixed",
