@@ -379,7 +379,7 @@ def episodes_from_segments(values, sessions, bkps, *, min_shift: float,
     sessions = np.asarray(sessions)
     ends = np.asarray(bkps, dtype=np.int64)
     starts = np.concatenate([[0], ends[:-1]])
-    means = np.array([y[s:e].mean() for s, e in zip(starts, ends, strict=True)])
+    means = np.add.reduceat(y, starts) / (ends - starts)
     out: list[dict] = []
     k = len(means)
     i = 1
@@ -599,6 +599,8 @@ def detect_changepoint(
 
     rows_out: list[dict] = []
     for i in range(n_pat):
+        if len(bkps[i]) < 2:  # one segment: no shift, no episode
+            continue
         s, n = starts[i], lengths[i]
         shift = min_shift * sigma[i] if shift_unit == "sd" else float(min_shift)
         for ep in episodes_from_segments(values[s:s + n], sessions[s:s + n], bkps[i],

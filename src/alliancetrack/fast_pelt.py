@@ -69,10 +69,10 @@ def _segment_costs(XT: np.ndarray) -> np.ndarray:
 
     The arithmetic is that of ``np.var`` (ruptures' ``CostL2``): mean = (0 +
     pairwise sum) / m, then (0 + pairwise sum of squared deviations) / m, times
-    m.  Entries with ``b <= t`` are NaN.
+    m.  Entries with ``b <= t`` are left uninitialised (never read).
     """
     n, N = XT.shape
-    C = np.full((n + 1, n + 1, N), np.nan)
+    C = np.empty((n + 1, n + 1, N))  # only t < b is ever read
     for m in range(1, n + 1):
         k = n - m + 1  # number of windows of length m
         if m == 1:
