@@ -334,8 +334,19 @@ def read_alliance(
                 f"{_listing(_where(df.index[df[rater].isna().to_numpy()], from_file))}."
             )
         out["rater"] = df[rater]
+    if scale_obj is not None:
+        oor = (vals < scale_obj.low) | (vals > scale_obj.high)
+        if oor.any():
+            pairs = [f"{r}: {v:g}" for r, v in zip(_where(df.index[oor], from_file), vals[oor],
+                                                  strict=True)]
+            raise AllianceDataError(
+                f"{int(oor.sum())} score(s) in column {score!r} lie outside the {scale_obj.name} "
+                f"range {scale_obj.low:g}-{scale_obj.high:g}: {_listing(pairs)}. Check the "
+                "scoring (sum vs item mean) or pass the right scale."
+            )
     keys = ["patient", "session"] + (["rater"] if rater is not None else [])
-    dup = out.duplicated(keys, keep=False)
+    out = _sorted(out, keys, patient)
+    dup = _adjacent_duplicates(out, keys)
     if dup.any():
         d = out.loc[dup, keys].drop_duplicates()
         listed = [
@@ -350,34 +361,63 @@ def read_alliance(
             + "; remove or average the duplicates first."
             + ("" if rater is not None else " If several raters rated a session, pass rater=.")
         )
-    if scale_obj is not None:
-        oor = (vals < scale_obj.low) | (vals > scale_obj.high)
-        if oor.any():
-            pairs = [f"{r}: {v:g}" for r, v in zip(_where(df.index[oor], from_file), vals[oor],
-                                                  strict=True)]
-            raise AllianceDataError(
-                f"{int(oor.sum())} score(s) in column {score!r} lie outside the {scale_obj.name} "
-                f"range {scale_obj.low:g}-{scale_obj.high:g}: {_listing(pairs)}. Check the "
-                "scoring (sum vs item mean) or pass the right scale."
-            )
     if higher_is_better is None:
         higher_is_better = scale_obj.higher_is_better if scale_obj is not None else True
-    sort_keys = ["patient", "session"] + (["rater"] if rater is not None else [])
+    out = out.reset_index(drop=True)
+    patients = pd.Index(out["patient"].unique(), name="patient")
+    return _finish(out, scale_obj, patients, int(min_timepoints), bool(higher_is_better), {})
+
+
+def _sorted(out: pd.DataFrame, keys: list[str], patient: str) -> pd.DataFrame:
+    """Sort by patient, session(, rater) unless already sorted (index labels kept)."""
+    p = out["patient"].to_numpy()
+    s = out["session"].to_numpy()
     try:
-        out = out.sort_values(sort_keys, kind="stable").reset_index(drop=True)
+        already = bool(out["patient"].is_monotonic_increasing) and (
+            len(s) < 2 or bool(np.all((s[1:] >= s[:-1]) | (p[1:] != p[:-1]))))
+        if already and len(keys) == 3:
+            already = False  # a rater column: let the sort order raters within sessions
+        return out if already else out.sort_values(keys, kind="stable")
     except TypeError as exc:
         raise AllianceDataError(
             f"Patient ids in column {patient!r} mix types (e.g. numbers and text) and cannot be "
             "ordered; convert them to one type."
         ) from exc
-    patients = pd.Index(out["patient"].unique(), name="patient")
-    return _finish(out, scale_obj, patients, int(min_timepoints), bool(higher_is_better), {})
+
+
+def _adjacent_duplicates(out: pd.DataFrame, keys: list[str]) -> np.ndarray:
+    """Rows whose key equals a neighbour's key in a frame sorted by those keys."""
+    same = np.ones(max(len(out) - 1, 0), dtype=bool)
+    for k in keys:
+        v = out[k].to_numpy()
+        same &= v[1:] == v[:-1]
+    dup = np.zeros(len(out), dtype=bool)
+    dup[1:] |= same
+    dup[:-1] |= same
+    return dup
+
+
+def patient_codes(patient: pd.Series | np.ndarray) -> np.ndarray:
+    """Codes 0, 1, ... of the patients of a frame sorted by patient (one pass, no hashing)."""
+    p = np.asarray(patient)
+    if len(p) == 0:
+        return np.zeros(0, dtype=np.int64)
+    change = np.empty(len(p), dtype=bool)
+    change[0] = True
+    change[1:] = p[1:] != p[:-1]
+    return np.cumsum(change) - 1
 
 
 def _finish(frame: pd.DataFrame, scale: Scale | None, patients: pd.Index, min_timepoints: int,
             higher_is_better: bool, meta: dict) -> AllianceData:
-    rated = frame["alliance"].notna().groupby(frame["patient"], sort=False).sum()
-    rated = rated.reindex(patients, fill_value=0)
+    codes = patient_codes(frame["patient"])
+    if len(codes) and codes[-1] + 1 == len(patients):  # every patient has rows: fast path
+        counts = np.bincount(codes, weights=frame["alliance"].notna().to_numpy(),
+                             minlength=len(patients)).astype(np.int64)
+        rated = pd.Series(counts, index=patients)
+    else:
+        rated = frame["alliance"].notna().groupby(frame["patient"], sort=False).sum()
+        rated = rated.reindex(patients, fill_value=0)
     few = rated[rated < min_timepoints]
     reasons = [
         "no rated sessions" if n == 0 else f"fewer than {min_timepoints} rated sessions "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .data import as_alliance_data
+from .data import as_alliance_data, patient_codes
 from .errors import AllianceDataError
 
 __all__ = ["episode_predictors", "PREDICTOR_COLUMNS"]
@@ -74,7 +74,8 @@ def episode_predictors(data, episodes: pd.DataFrame) -> pd.DataFrame:
             f"The episode table mixes methods {methods}; compute predictors per method, e.g. "
             "episodes[episodes['method'] == ...]."
         )
-    unknown = sorted(set(episodes["patient"].unique()) - set(data.patients))
+    ep_ids = pd.Index(episodes["patient"].unique())
+    unknown = sorted(ep_ids[~ep_ids.isin(data.patients)].tolist())
     if unknown:
         shown = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
         raise AllianceDataError(
@@ -93,9 +94,12 @@ def episode_predictors(data, episodes: pd.DataFrame) -> pd.DataFrame:
     analysed = (status == "analysed").to_numpy()
 
     frame = data.frame
-    rated = frame.loc[frame["alliance"].notna()]
-    n_sessions = rated.groupby("patient", sort=False).size().reindex(patients, fill_value=0)
-
+    codes = patient_codes(frame["patient"])
+    if len(codes) == 0 or codes[-1] + 1 != len(patients):
+        raise AllianceDataError("Internal error: data.frame and data.patients disagree.")
+    is_rated = frame["alliance"].notna().to_numpy()
+    n_sessions = pd.Series(np.bincount(codes, weights=is_rated, minlength=len(patients)),
+                           index=patients).astype("int64")
     ep = episodes
     repaired = ep["repaired"].astype(bool)
     g = ep.groupby("patient", sort=False)
@@ -113,15 +117,12 @@ def episode_predictors(data, episodes: pd.DataFrame) -> pd.DataFrame:
     mean_str = str_.where(repaired).groupby(ep["patient"], sort=False).mean().reindex(patients)
 
     # rank of the first rupture among the patient's rated sessions
-    firsts = first.dropna()
-    if len(firsts):
-        merged = rated[["patient", "session"]].merge(
-            firsts.rename("first").rename_axis("patient").reset_index(), on="patient"
-        )
-        rank = (merged["session"] <= merged["first"]).groupby(merged["patient"], sort=False).sum()
-        phase = (rank.reindex(patients) / n_sessions.replace(0, np.nan)).astype("float64")
-    else:
-        phase = pd.Series(np.nan, index=patients)
+    first_by_row = first.to_numpy(dtype="float64")[codes]
+    upto = is_rated & (frame["session"].to_numpy(dtype="float64") <= first_by_row)
+    rank = np.bincount(codes, weights=upto, minlength=len(patients))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        phase = pd.Series(np.where(first.notna(), rank / n_sessions.to_numpy(), np.nan),
+                          index=patients)
 
     n_unrep = n_rup - n_rep
     group = np.where(n_rup.to_numpy() == 0, "no_rupture",
