@@ -79,7 +79,7 @@ def run_demo(out: str | Path = "demo-output", quiet: bool = False) -> dict[str, 
                      "episodes": len(table), **overall})
     agreement = pd.DataFrame(rows)
     save("agreement_with_truth", agreement)
-    say(f"episodes found per method: {dict(zip(agreement['method'], agreement['episodes']))}")
+    say(f"episodes found per method: {dict(zip(agreement['method'], agreement['episodes'], strict=True))}")
 
     try:
         from .outcome import outcome_model  # noqa: PLC0415
