@@ -13,6 +13,7 @@ from .episode_table import EPISODE_COLUMNS
 from .errors import AllianceDataError
 from .mixed import ConvergenceWarning, MixedResult, SingularFitWarning, fit_mixed
 from .outcome import DroppedPatientsWarning, fit_gee_logistic, group_contrasts, outcome_model
+from .plots import plot_coefficients, plot_cohort, plot_episode_summary, plot_trajectories
 from .predictors import episode_predictors
 from .rules import PRESETS, DipRecoveryRule
 from .scales import SCALES, Scale
@@ -52,6 +53,10 @@ __all__ = [
     "group_contrasts",
     "lag_within",
     "outcome_model",
+    "plot_coefficients",
+    "plot_cohort",
+    "plot_episode_summary",
+    "plot_trajectories",
     "split_within_between",
     "read_alliance",
     "describe_sudden_changes",
