@@ -27,7 +27,7 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
                    "and reliability")
     p.add_argument("--wide", action="store_true", help="one row per patient, a column per session")
     p.add_argument("--session-columns", nargs="+", default=None, metavar="COL",
-                   help="wide data: the score columns, in session order")
+                   help="wide data: the score columns, in session order (implies --wide)")
     p.add_argument("--min-timepoints", type=int, default=3,
                    help="patients with fewer rated sessions are excluded (default 3)")
 
@@ -36,7 +36,8 @@ def load_data(args: argparse.Namespace) -> AllianceData:
     """Read and validate the input named on the command line."""
     data = read_alliance(
         args.input, patient=args.patient, session=args.session, score=args.score,
-        therapist=args.therapist, rater=args.rater, scale=args.scale, wide=args.wide,
+        therapist=args.therapist, rater=args.rater, scale=args.scale,
+        wide=args.wide or args.session_columns is not None,
         session_columns=args.session_columns, min_timepoints=args.min_timepoints,
     )
     if args.select_rater is not None:

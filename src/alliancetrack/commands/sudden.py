@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data import read_alliance
 from ..sudden import describe_sudden_changes, sudden_changes
+from .common import add_data_arguments, load_data
 
 __all__ = ["register", "run"]
 
@@ -37,15 +37,7 @@ def register(subparsers) -> argparse.ArgumentParser:
         "(1999) criteria, reproducing the R package suddengains by default. "
         "See docs/sudden-changes.md.",
     )
-    p.add_argument("input", help="data file (.csv, .tsv, .parquet, .xlsx, .sav, .dta)")
-    p.add_argument("--patient", default="patient", help="patient id column (default: patient)")
-    p.add_argument("--session", default="session", help="session column (long data)")
-    p.add_argument("--score", default="alliance", help="score column (long data)")
-    p.add_argument("--rater", default=None, help="rater column (then give --select-rater)")
-    p.add_argument("--select-rater", default=None, help="rater perspective to analyse")
-    p.add_argument("--wide", action="store_true", help="one row per patient, a column per session")
-    p.add_argument("--session-columns", nargs="+", default=None, metavar="COL",
-                   help="wide data: the score columns, in session order")
+    add_data_arguments(p)
     p.add_argument("--direction", choices=["decrease", "increase"], default="decrease",
                    help="decrease = drops (alliance rupture; symptom gain); default decrease")
     p.add_argument("--cutoff", type=float, default=7.0,
@@ -81,13 +73,7 @@ def run(args: argparse.Namespace) -> int:
     Raises :class:`~alliancetrack.errors.AllianceDataError` for unusable data
     (the main CLI prints it as one line).
     """
-    data = read_alliance(
-        args.input, patient=args.patient, session=args.session, score=args.score,
-        rater=args.rater, wide=args.wide or args.session_columns is not None,
-        session_columns=args.session_columns,
-    )
-    if args.select_rater is not None:
-        data = data.select_rater(args.select_rater)
+    data = load_data(args)
     intervals, changes = sudden_changes(
         data,
         direction=args.direction,
