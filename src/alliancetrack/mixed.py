@@ -16,15 +16,26 @@ Maechler, Bolker & Walker, 2015): the lower-triangular factor of the random
 effects covariance divided by the residual variance, with the diagonal bounded
 below by zero, and the square roots of the variance components.
 
-1. Bounded L-BFGS-B with the analytic gradient from the lme4 default start
-   (identity; or the user's ``start``).
+1. L-BFGS from the lme4 default start (identity; or the user's ``start``),
+   unbounded, because the covariance depends on the Cholesky factor only
+   through ``L L'`` (signs are normalised afterwards and a diagonal element
+   that ends below 1e-3 is set to exactly zero if that costs no likelihood).  With one grouping factor and no variance components the
+   profiled deviance is evaluated as in lme4 from per-group sufficient
+   statistics (fast, and numerically stable at the boundary, where
+   statsmodels' likelihood, which inverts the random-effects covariance,
+   breaks down), with a central-difference gradient; otherwise statsmodels'
+   likelihood and analytic gradient are used.  If the optimum has a
+   parameter at the boundary, bounded L-BFGS-B is restarted off the boundary
+   and from a second start: a zero diagonal of the Cholesky factor is a
+   stationary point in its own direction (the deviance depends on its
+   square), so a gradient method could otherwise stop at a saddle.
 2. The optimum is checked: projected gradient, the log-likelihood gain a
    Newton step would still give, and whether the Hessian of the profiled
    deviance (by central differences of the analytic gradient) is positive
    definite on the parameters not at the boundary.  If all checks pass, this
    is the fit (one optimiser run: the common case).
 3. Otherwise a second L-BFGS-B run starts from a small random-effects
-   variance.  If the two runs disagree or a check still fails, more optimisers
+   variance (if not run yet).  If the two runs disagree or a check still fails, more optimisers
    (BFGS, Powell, Nelder-Mead, CG) are run from the first start and Powell from
    the best point so far; the best log-likelihood is kept and polished with
    L-BFGS-B.
@@ -84,7 +95,8 @@ class SingularFitWarning(UserWarning):
 # Thresholds for the checks (documented in fit_mixed).
 _SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on theta
 _NEWTON_GAIN_TOL = 1e-5  # llf a Newton step could still gain
-_GRAD_TOL = 1e-3  # projected gradient of the log-likelihood
+_GRAD_TOL = 1e-3  # projected gradient at the boundary, times sqrt(nobs)
+_STEP_TOL = 1e-3  # largest Newton step (lme4's scaled gradient), relative to max(1, |x|)
 _AGREE_TOL = 1e-4  # two attempts agree if their llf differ by less than this
 
 
@@ -198,12 +210,112 @@ class _Profile:
         return x
 
 
+class _FastProfile(_Profile):
+    """The same profiled likelihood from per-group sufficient statistics.
+
+    For models with one grouping factor and no variance components, lme4's
+    profiled deviance (Bates et al., 2015, eqs. 34 and 41) only needs the
+    per-group cross-products ``Z'Z, Z'X, Z'y, X'X, X'y, y'y``; evaluating it
+    is then a batch of q x q solves instead of a Python loop over groups.  It
+    is used to *find* the optimum quickly; the checks and the final result
+    always use statsmodels' own likelihood and analytic gradient.
+    """
+
+    def __init__(self, model: Any):
+        super().__init__(model)
+        X, Z, y = model.exog_li, model.exog_re_li, model.endog_li
+        self.ZtZ = np.stack([z.T @ z for z in Z])
+        self.ZtX = np.stack([z.T @ x for z, x in zip(Z, X, strict=True)])
+        self.Zty = np.stack([z.T @ v for z, v in zip(Z, y, strict=True)])
+        self.XtX = sum(x.T @ x for x in X)
+        self.Xty = sum(x.T @ v for x, v in zip(X, y, strict=True))
+        self.yty = float(sum(v @ v for v in y))
+        self.n = float(model.n_totobs)
+        self.p = model.k_fe
+        self.reml = bool(model.reml)
+
+    def llf(self, x: np.ndarray) -> float:
+        self.nfev += 1
+        q = self.k_re
+        L = np.zeros((q, q))
+        L[np.tril_indices(q)] = x
+        with np.errstate(all="ignore"):
+            LtZtZL = np.einsum("ji,gjk,kl->gil", L, self.ZtZ, L)
+            M = LtZtZL + np.eye(q)
+            sign, logdet_m = np.linalg.slogdet(M)
+            if np.any(sign <= 0):
+                return -np.inf
+            A = np.einsum("ji,gjp->gip", L, self.ZtX)  # L'Z'X, (g, q, p)
+            b = np.einsum("ji,gj->gi", L, self.Zty)  # L'Z'y, (g, q)
+            rhs = np.concatenate([A, b[:, :, None]], axis=2)
+            sol = np.linalg.solve(M, rhs)
+            corr = np.einsum("gqa,gqb->ab", rhs, sol)
+            p = self.p
+            xvx = self.XtX - corr[:p, :p]
+            xvy = self.Xty - corr[:p, p]
+            yvy = self.yty - corr[p, p]
+            try:
+                beta = np.linalg.solve(xvx, xvy)
+            except np.linalg.LinAlgError:
+                return -np.inf
+            r2 = yvy - xvy @ beta
+            if not r2 > 0:
+                return -np.inf
+            ld = float(np.sum(logdet_m))
+            if self.reml:
+                dof = self.n - p
+                dev = ld + np.linalg.slogdet(xvx)[1] + dof * (1 + np.log(2 * np.pi * r2 / dof))
+            else:
+                dev = ld + self.n * (1 + np.log(2 * np.pi * r2 / self.n))
+        val = -0.5 * float(dev)
+        return val if np.isfinite(val) else -np.inf
+
+    def fixed(self, x: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+        """GLS fixed effects, residual variance and their covariance at ``x``."""
+        q, p = self.k_re, self.p
+        L = np.zeros((q, q))
+        L[np.tril_indices(q)] = x
+        M = np.einsum("ji,gjk,kl->gil", L, self.ZtZ, L) + np.eye(q)
+        A = np.einsum("ji,gjp->gip", L, self.ZtX)
+        b = np.einsum("ji,gj->gi", L, self.Zty)
+        rhs = np.concatenate([A, b[:, :, None]], axis=2)
+        corr = np.einsum("gqa,gqb->ab", rhs, np.linalg.solve(M, rhs))
+        xvx = self.XtX - corr[:p, :p]
+        xvy = self.Xty - corr[:p, p]
+        beta = np.linalg.solve(xvx, xvy)
+        r2 = self.yty - corr[p, p] - xvy @ beta
+        scale = float(r2 / (self.n - p if self.reml else self.n))
+        return beta, scale, scale * np.linalg.inv(xvx)
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, float)
+        g = np.empty(self.k)
+        for j in range(self.k):
+            h = 1e-6 * max(1.0, abs(x[j]))
+            xp, xm = x.copy(), x.copy()
+            xp[j] += h
+            xm[j] -= h
+            g[j] = (self.llf(xp) - self.llf(xm)) / (2 * h)
+        return g
+
+
 def _starts(prof: _Profile) -> dict[str, np.ndarray]:
     """Starting values: lme4's identity start and a small-variance start."""
     k_re = prof.k_re
     ident = np.concatenate([np.eye(k_re)[np.tril_indices(k_re)], np.ones(prof.k_vc)])
     small = np.concatenate([0.1 * np.eye(k_re)[np.tril_indices(k_re)], 0.1 * np.ones(prof.k_vc)])
     return {"identity": ident, "small": small}
+
+
+def _snap(prof: _Profile, x: np.ndarray) -> np.ndarray:
+    """Set near-zero diagonal parameters to exactly zero if that loses nothing."""
+    near = prof.diag[np.abs(x[prof.diag]) < 1e-3]
+    if near.size == 0:
+        return x
+    base = prof.llf(x)
+    xs = x.copy()
+    xs[near] = 0.0
+    return xs if prof.llf(xs) >= base - 1e-9 else x
 
 
 def _run(prof: _Profile, method: str, x0: np.ndarray, start: str, maxiter: int) -> _Attempt:
@@ -217,6 +329,14 @@ def _run(prof: _Profile, method: str, x0: np.ndarray, start: str, maxiter: int) 
                 jac=prof.g,
                 method="L-BFGS-B",
                 bounds=prof.bounds,
+                options={"maxiter": maxiter, "ftol": 1e-14, "gtol": 1e-9, "maxls": 50},
+            )
+        elif method == "lbfgs":  # unbounded: a zero diagonal is passed through, not hit
+            res = optimize.minimize(
+                prof.f,
+                x0,
+                jac=prof.g,
+                method="L-BFGS-B",
                 options={"maxiter": maxiter, "ftol": 1e-14, "gtol": 1e-9, "maxls": 50},
             )
         elif method in ("bfgs", "cg"):
@@ -245,7 +365,7 @@ def _run(prof: _Profile, method: str, x0: np.ndarray, start: str, maxiter: int) 
             )
         else:  # pragma: no cover - guarded by fit_mixed
             raise ValueError(method)
-        x = prof.canonical(res.x)
+        x = _snap(prof, prof.canonical(res.x))
         return _Attempt(
             method, start, x, prof.llf(x), bool(res.success), prof.nfev - n0, str(res.message)
         )
@@ -270,21 +390,26 @@ def _diagnose(prof: _Profile, x: np.ndarray) -> dict[str, Any]:
         "hessian_pd": True,
         "min_hessian_eigenvalue": np.nan,
         "newton_gain": 0.0,
+        "max_newton_step": 0.0,
+        "max_boundary_gradient": float(np.max(np.abs(gp[at_bound]))) if at_bound.any() else 0.0,
+        "nobs": prof.nobs,
     }
     if not np.all(np.isfinite(g)):
-        out.update(hessian_pd=False, max_abs_gradient=np.inf, newton_gain=np.inf)
+        out.update(
+            hessian_pd=False, max_abs_gradient=np.inf, newton_gain=np.inf, max_newton_step=np.inf
+        )
         return out
     if free.size:
         h = np.empty((free.size, free.size))
         for a, j in enumerate(free):
-            step = 1e-5 * max(1.0, abs(x[j]))
+            step = 1e-4 * max(1.0, abs(x[j]))
             xp, xm = x.copy(), x.copy()
             xp[j] += step
             xm[j] -= step
             h[:, a] = (prof.score(xp)[free] - prof.score(xm)[free]) / (2 * step)
         h = -(h + h.T) / 2  # Hessian of -llf
         if not np.all(np.isfinite(h)):
-            out.update(hessian_pd=False, newton_gain=np.inf)
+            out.update(hessian_pd=False, newton_gain=np.inf, max_newton_step=np.inf)
             return out
         eig = np.linalg.eigvalsh(h)
         out["min_hessian_eigenvalue"] = float(eig.min())
@@ -292,9 +417,14 @@ def _diagnose(prof: _Profile, x: np.ndarray) -> dict[str, Any]:
         out["hessian_pd"] = bool(eig.min() > 1e-8 * scale)
         if out["hessian_pd"]:
             gf = gp[free]
-            out["newton_gain"] = float(0.5 * gf @ np.linalg.solve(h, gf))
+            step_n = np.linalg.solve(h, gf)
+            out["newton_gain"] = float(0.5 * gf @ step_n)
+            out["max_newton_step"] = float(
+                np.max(np.abs(step_n) / np.maximum(1.0, np.abs(x[free])))
+            )
         else:
             out["newton_gain"] = np.inf
+            out["max_newton_step"] = np.inf
     return out
 
 
@@ -302,7 +432,8 @@ def _diagnostics_ok(d: Mapping[str, Any]) -> bool:
     return bool(
         d["hessian_pd"]
         and d["newton_gain"] < _NEWTON_GAIN_TOL
-        and d["max_abs_gradient"] < _GRAD_TOL
+        and d["max_newton_step"] < _STEP_TOL
+        and d["max_boundary_gradient"] < _GRAD_TOL * math.sqrt(d["nobs"])
     )
 
 
@@ -333,12 +464,24 @@ def _optimise(
                 attempts.append(_run(prof, meth, x0, sname, maxiter))
     else:
         names = list(starts)
-        attempts.append(_run(prof, "lbfgsb", starts[names[0]], names[0], maxiter))
-        diag = _diagnose(prof, attempts[0].x)
+        a = _run(prof, "lbfgs", starts[names[0]], names[0], maxiter)
+        attempts.append(a)
+        bound = a.x[prof.diag] < _SINGULAR_TOL
+        if bound.any():
+            # a zero diagonal of the Cholesky factor is a stationary point in its own
+            # direction (the deviance depends on its square), so a gradient method
+            # cannot leave it: restart off the boundary to tell a real boundary
+            # optimum from a saddle
+            x1 = a.x.copy()
+            x1[prof.diag[bound]] = 0.1
+            attempts.append(_run(prof, "lbfgsb", x1, "off-boundary restart", maxiter))
+            attempts.append(_run(prof, "lbfgsb", starts[names[1]], names[1], maxiter))
+        best = max(attempts, key=lambda a: a.llf)
+        diag = _diagnose(prof, best.x)
         if _diagnostics_ok(diag):
-            return attempts[0], attempts, diag
-        # doubtful: confirm from a second start before widening the search
-        attempts.append(_run(prof, "lbfgsb", starts[names[1]], names[1], maxiter))
+            return best, attempts, diag
+        if len(attempts) == 1:  # doubtful: confirm from a second start
+            attempts.append(_run(prof, "lbfgsb", starts[names[1]], names[1], maxiter))
     best = max(attempts, key=lambda a: a.llf)
     diag = _diagnose(prof, best.x)
     agree = max(a.llf for a in attempts) - min(a.llf for a in attempts) < _AGREE_TOL
@@ -372,7 +515,9 @@ def _build_sm_result(model: Any, x: np.ndarray, converged: bool) -> Any:
     """Build a statsmodels MixedLMResults at the packed variance parameters ``x``.
 
     This mirrors the end of :meth:`MixedLM.fit` (statsmodels 0.14/0.15) without
-    re-running its optimiser.
+    re-running its optimiser.  statsmodels inverts the random-effects
+    covariance, so at an exactly singular fit the parameters are nudged off
+    zero (by 1e-5, then 1e-3) for this object only.
     """
     from statsmodels.regression.mixed_linear_model import (
         MixedLMParams,
@@ -380,17 +525,31 @@ def _build_sm_result(model: Any, x: np.ndarray, converged: bool) -> Any:
         MixedLMResultsWrapper,
     )
 
-    params = MixedLMParams.from_packed(
-        x, model.k_fe, model.k_re, use_sqrt=model.use_sqrt, has_fe=False
-    )
-    cov_re_unscaled = params.cov_re
-    vcomp_unscaled = params.vcomp
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fe_params, _ = model.get_fe_params(cov_re_unscaled, vcomp_unscaled)
-        params.fe_params = fe_params
-        scale = model.get_scale(fe_params, cov_re_unscaled, vcomp_unscaled)
-        hess, _ = model.hessian(params)
+    x = np.asarray(x, float)
+    for nudge in (0.0, 1e-5, 1e-3):
+        xs = x.copy()
+        small = np.abs(xs) < nudge
+        xs[small] = np.where(xs[small] < 0, -nudge, nudge)
+        params = MixedLMParams.from_packed(
+            xs, model.k_fe, model.k_re, use_sqrt=model.use_sqrt, has_fe=False
+        )
+        cov_re_unscaled = params.cov_re
+        vcomp_unscaled = params.vcomp
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                fe_params, _ = model.get_fe_params(cov_re_unscaled, vcomp_unscaled)
+                params.fe_params = fe_params
+                scale = model.get_scale(fe_params, cov_re_unscaled, vcomp_unscaled)
+                hess, _ = model.hessian(params)
+            break
+        except np.linalg.LinAlgError:
+            continue
+    else:
+        raise AllianceDataError(
+            "statsmodels could not evaluate the fitted model (singular matrices); check for "
+            "collinear predictors."
+        )
     k_fe = model.k_fe
     # lme4-style fixed-effect covariance: conditional on the variance parameters
     hfe = -hess[:k_fe, :k_fe]
@@ -702,7 +861,8 @@ def fit_mixed(
     reml : bool
         Restricted maximum likelihood (default, lme4's default) or ML.
     optimizers : sequence of str, optional
-        Force these optimisers (any of ``"lbfgsb", "bfgs", "powell",
+        Force these optimisers (any of ``"lbfgs"`` (unbounded L-BFGS),
+        ``"lbfgsb"`` (L-BFGS-B, diagonal bounded at zero), ``"bfgs", "powell",
         "nelder-mead", "cg"``), each run from every start, best kept.  By
         default the adaptive strategy of the module docstring is used.
     start : sequence of float, optional
@@ -730,9 +890,11 @@ def fit_mixed(
     See the module docstring for the fitting strategy and the conventions
     relative to lme4 (Bates et al., 2015).  Checks: an optimum is accepted when
     the Hessian of the profiled deviance is positive definite on the
-    parameters not at the boundary, the projected gradient of the
-    log-likelihood is below 1e-3 and a Newton step could raise the
-    log-likelihood by less than 1e-5.
+    parameters not at the boundary, a Newton step could raise the
+    log-likelihood by less than 1e-5 and would move no parameter by more than
+    1e-3 (relative to max(1, |value|); lme4's scaled-gradient check), and the
+    projected gradient of parameters at the boundary is below
+    1e-3 * sqrt(nobs).
 
     References
     ----------
@@ -768,7 +930,7 @@ def fit_mixed(
             "pass groups=<cluster column>, or use an OLS model when there is no clustering."
         )
     if optimizers is not None:
-        allowed = {"lbfgsb", "bfgs", "powell", "nelder-mead", "cg"}
+        allowed = {"lbfgs", "lbfgsb", "bfgs", "powell", "nelder-mead", "cg"}
         bad = [m for m in optimizers if m not in allowed]
         if bad:
             raise AllianceDataError(f"unknown optimizers {bad}; choose from {sorted(allowed)}.")
@@ -805,7 +967,11 @@ def fit_mixed(
     model._cov_sing = 0
     model._freepat = None
 
-    prof = _Profile(model)
+    # one grouping factor without variance components: lme4's formulation from
+    # sufficient statistics (fast, and stable at the boundary where statsmodels'
+    # likelihood, which inverts the random-effects covariance, is not)
+    fast = model.k_vc == 0 and model.k_re > 0
+    prof = _FastProfile(model) if fast else _Profile(model)
     winner, attempts, diag = _optimise(prof, optimizers, start, maxiter)
     if not np.isfinite(winner.llf):
         raise AllianceDataError(
@@ -825,6 +991,8 @@ def fit_mixed(
         singular = True
 
     fe = np.asarray(smres.fe_params)
+    if fast:  # lme4's formulas, exact also at the boundary
+        fe, _, cov_fe = prof.fixed(winner.x)
     se = np.sqrt(np.clip(np.diag(cov_fe), 0, None))
     z = fe / se
     q = stats.norm.ppf(1 - alpha / 2)
