@@ -15,6 +15,7 @@ from .mixed import ConvergenceWarning, MixedResult, SingularFitWarning, fit_mixe
 from .outcome import DroppedPatientsWarning, fit_gee_logistic, group_contrasts, outcome_model
 from .plots import plot_coefficients, plot_cohort, plot_episode_summary, plot_trajectories
 from .predictors import episode_predictors
+from .report import write_report
 from .rules import PRESETS, DipRecoveryRule
 from .scales import SCALES, Scale
 from .session_level import lag_within, split_within_between
@@ -59,6 +60,7 @@ __all__ = [
     "plot_trajectories",
     "split_within_between",
     "read_alliance",
+    "write_report",
     "describe_sudden_changes",
     "reliable_change_cutoff",
     "select_changes",

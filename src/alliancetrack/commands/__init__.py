@@ -8,4 +8,5 @@ takes the parsed arguments and returns an exit code.
 COMMAND_MODULES: list[str] = [
     "alliancetrack.commands.core",
     "alliancetrack.commands.sudden",
+    "alliancetrack.commands.report",
 ]
