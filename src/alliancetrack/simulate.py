@@ -22,7 +22,9 @@ The generator (used for the bundled example data, tests and validation):
 * **Outcomes.**  ``bdi_pre ~ N(24, 6²)`` and ``bdi_post = 2 + 0.6·bdi_pre +
   Σ effect·count + w_j + e`` with therapist effect ``w_j ~ N(0, 1.5²)`` and
   ``e ~ N(0, outcome_sd²)``; ``outcome_effects`` gives the effect of each
-  per-patient true count (``n_repaired``, ``n_unrepaired``).
+  per-patient true count (``n_repaired``, ``n_unrepaired``).  ``effect_r``
+  adds a standardized effect of the true ``n_repaired`` instead (see
+  :func:`simulate_cohort`).
 
 Everything is determined by ``seed``.
 """
@@ -69,6 +71,10 @@ def _pair(value, name) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _cat(parts: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.empty(0, dtype)
+
+
 def simulate_cohort(
     n_patients: int = 120,
     n_sessions: int | tuple[int, int] = (8, 16),
@@ -87,6 +93,7 @@ def simulate_cohort(
     missing_rate: float = 0.05,
     outcome_effects: dict[str, float] | None = None,
     outcome_sd: float = 6.0,
+    effect_r: float | None = None,
     grid: float | None = None,
     seed: int = 0,
 ) -> SimulatedCohort:
@@ -122,6 +129,17 @@ def simulate_cohort(
         ``{"n_repaired": -3.5, "n_unrepaired": 4.0}``.
     outcome_sd : float
         Residual SD of ``bdi_post``.
+    effect_r : float, optional
+        A standardized effect of the true number of repaired ruptures,
+        added to ``outcome_effects`` (pass ``outcome_effects={}`` for this
+        effect alone): ``bdi_post`` gets ``-b·z`` with ``z`` the true
+        ``n_repaired`` standardized within the cohort and ``b = r·σ/√(1−r²)``,
+        ``σ² = outcome_sd² + 1.5²`` the residual variance of ``bdi_post``
+        given ``bdi_pre``.  The partial correlation (given ``bdi_pre``) of the
+        true count with *improvement* (lower ``bdi_post``) is then ``r``;
+        r = .29 is the meta-analytic association of rupture repair with
+        outcome (Eubanks, Muran & Safran, 2018).  Used by
+        :func:`alliancetrack.power_analysis`.
     grid : float, optional
         Rounding step of ratings; default 1/12 for the WAI-SR (12-item mean),
         1 for the SRS, else no rounding.
@@ -150,6 +168,8 @@ def simulate_cohort(
         raise ValueError("n_sessions must be at least 3.")
     if u_lo < 1:
         raise ValueError("duration must be at least 1 session.")
+    if effect_r is not None and not -1 < effect_r < 1:
+        raise ValueError(f"effect_r must lie in (-1, 1), got {effect_r!r}.")
     if grid is None:
         grid = {"wai-sr": 1 / 12, "srs": 1.0}.get(scale_obj.name)
     if mean_level is None:
@@ -170,7 +190,8 @@ def simulate_cohort(
     lowered = np.zeros((n, width))
     protect = np.zeros((n, width), dtype=bool)
     free_from = np.full(n, 2)  # 0-based position from which a rupture may start
-    events = []
+    cols = np.arange(width)
+    ev_i, ev_t, ev_r, ev_d, ev_rep = [], [], [], [], []
     for t in range(2, width):
         start = (t >= free_from) & (t < length) & (rng.random(n) < rupture_rate)
         idx = np.flatnonzero(start)
@@ -179,16 +200,19 @@ def simulate_cohort(
         d = rng.uniform(d_lo, d_hi, idx.size)
         dur = rng.integers(int(u_lo), int(u_hi) + 1, idx.size)
         rep = rng.random(idx.size) < repair_rate
-        for k, i in enumerate(idx):
-            end = t + dur[k] if rep[k] else width
-            lowered[i, t:min(end, width)] -= d[k]
-            repaired = bool(rep[k] and t + dur[k] < length[i])
-            censored = not repaired
-            protect[i, t] = True
-            if repaired:
-                protect[i, t + dur[k]] = True
-            events.append((i, t, t + dur[k] if repaired else -1, d[k], repaired, censored))
-            free_from[i] = (t + dur[k] + 1) if repaired else width + 1
+        # planted in one step for all patients rupturing at t (episodes never overlap)
+        end = np.where(rep, t + dur, width)
+        span = (cols[None, :] >= t) & (cols[None, :] < end[:, None])
+        lowered[idx] -= span * d[:, None]
+        repaired = rep & (t + dur < length[idx])
+        protect[idx, t] = True
+        protect[idx[repaired], (t + dur)[repaired]] = True
+        ev_i.append(idx)
+        ev_t.append(np.full(idx.size, t))
+        ev_r.append(np.where(repaired, t + dur, -1))
+        ev_d.append(d)
+        ev_rep.append(repaired)
+        free_from[idx] = np.where(repaired, t + dur + 1, width + 1)
 
     true_level = level + lowered
     scores = true_level + rng.normal(0, noise_sd, (n, width))
@@ -209,18 +233,16 @@ def simulate_cohort(
         "alliance": scores.ravel()[keep],
     })
 
-    rows = []
-    for i, t, r, d, repaired, censored in events:
-        pre = level[i, t - 1]
-        rows.append({
-            "patient": i + 1, "method": "truth", "rupture_session": t + 1,
-            "nadir_session": t + 1, "nadir_level": pre - d, "pre_level": pre, "depth": d,
-            "repair_session": r + 1 if repaired else np.nan, "repaired": repaired,
-            "censored": censored,
-        })
-    cols = ["patient", "method", "rupture_session", "nadir_session", "nadir_level", "pre_level",
-            "depth", "repair_session", "repaired", "censored"]
-    truth = finalize_episodes(pd.DataFrame(rows, columns=cols), patient_dtype="int64")
+    ev_i, ev_t, ev_r = _cat(ev_i, int), _cat(ev_t, int), _cat(ev_r, int)
+    ev_d, ev_rep = _cat(ev_d, float), _cat(ev_rep, bool)
+    pre = level[ev_i, ev_t - 1]
+    episodes = pd.DataFrame({
+        "patient": ev_i + 1, "method": "truth", "rupture_session": ev_t + 1,
+        "nadir_session": ev_t + 1, "nadir_level": pre - ev_d, "pre_level": pre, "depth": ev_d,
+        "repair_session": np.where(ev_rep, ev_r + 1, np.nan), "repaired": ev_rep,
+        "censored": ~ev_rep,
+    })
+    truth = finalize_episodes(episodes, patient_dtype="int64")
 
     counts = truth.groupby("patient")["repaired"].agg(["sum", "size"])
     n_rep = counts["sum"].reindex(range(1, n + 1), fill_value=0).to_numpy()
@@ -233,6 +255,11 @@ def simulate_cohort(
         raise ValueError(f"outcome_effects: unknown term(s) {unknown}; use {sorted(known)}.")
     post = 2 + 0.6 * pre_bdi + sum(effects[k] * known[k] for k in effects) + w[ther] + \
         rng.normal(0, outcome_sd, n)
+    if effect_r:
+        sd = n_rep.std()
+        z = (n_rep - n_rep.mean()) / sd if sd > 0 else np.zeros(n)
+        sigma = np.sqrt(outcome_sd**2 + 1.5**2)
+        post = post - effect_r * sigma / np.sqrt(1 - effect_r**2) * z
     outcomes = pd.DataFrame({
         "patient": np.arange(1, n + 1), "therapist": therapist_ids[ther],
         "bdi_pre": np.round(pre_bdi, 1), "bdi_post": np.round(post, 1),
