@@ -74,6 +74,8 @@ def _prepare(table, name: str) -> pd.DataFrame:
         out["repaired"] = pd.to_numeric(table["repair_session"]).notna().to_numpy()
     else:
         out["repaired"] = pd.array([pd.NA] * len(table), dtype="boolean")
+    out["depth"] = (pd.to_numeric(table["depth"]).astype("float64").to_numpy() if "depth" in table
+                    else np.nan)
     if out["rupture_session"].isna().any():
         raise AllianceDataError(f"{name} has episodes without a rupture_session; drop them.")
     return out
@@ -119,7 +121,8 @@ class EpisodeComparison:
         has_rupture_b, n_matched, precision, recall, f1, repaired_agree``.
     matches : pandas.DataFrame
         One row per matched pair: ``patient, rupture_session_a,
-        rupture_session_b, repaired_a, repaired_b``.
+        rupture_session_b, repaired_a, repaired_b, depth_a, depth_b`` (depth
+        NaN when a table has no ``depth`` column).
     """
 
     overall: pd.DataFrame
@@ -224,7 +227,8 @@ def compare_episodes(a: pd.DataFrame, b: pd.DataFrame, tolerance: float = 1,
             match_rows.append({"patient": p,
                                "rupture_session_a": ea["rupture_session"].iloc[i],
                                "rupture_session_b": eb["rupture_session"].iloc[j],
-                               "repaired_a": ra, "repaired_b": rb})
+                               "repaired_a": ra, "repaired_b": rb,
+                               "depth_a": ea["depth"].iloc[i], "depth_b": eb["depth"].iloc[j]})
             if not (pd.isna(ra) or pd.isna(rb)):
                 agree.append(bool(ra) == bool(rb))
         prec, rec, f1 = _prf(len(pairs), len(ea), len(eb))
@@ -237,7 +241,7 @@ def compare_episodes(a: pd.DataFrame, b: pd.DataFrame, tolerance: float = 1,
                                       "repaired_agree"])
     matches = pd.DataFrame(match_rows, columns=["patient", "rupture_session_a",
                                                 "rupture_session_b", "repaired_a",
-                                                "repaired_b"])
+                                                "repaired_b", "depth_a", "depth_b"])
     tp, n_a, n_b = int(per["n_matched"].sum()), int(per["n_a"].sum()), int(per["n_b"].sum())
     prec, rec, f1 = _prf(tp, n_a, n_b)
     both = matches.dropna(subset=["repaired_a", "repaired_b"])
