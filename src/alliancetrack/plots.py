@@ -598,6 +598,8 @@ def plot_episode_summary(episodes: pd.DataFrame, data=None, *,
 # --------------------------------------------------------------------------- coefficients
 def _coef_table(fit_or_coefs) -> pd.DataFrame:
     coefs = getattr(fit_or_coefs, "coefs", fit_or_coefs)
+    if isinstance(coefs, pd.DataFrame) and "term" not in coefs and "contrast" in coefs:
+        coefs = coefs.assign(term=coefs["contrast"])  # at.group_contrasts
     if not isinstance(coefs, pd.DataFrame):
         raise AllianceDataError(
             "plot_coefficients needs a fitted result with .coefs or a DataFrame with columns "
@@ -618,8 +620,10 @@ def plot_coefficients(fit_or_coefs, *, intercept: bool = False,
     fit_or_coefs : result, DataFrame or dict
         A result with ``.coefs`` (from :func:`alliancetrack.outcome_model`,
         :func:`alliancetrack.fit_mixed`, ...), its ``coefs`` table (``term,
-        estimate, ci_low, ci_high``), or a dict ``{label: result}`` to compare
-        several models (coloured, side by side).
+        estimate, ci_low, ci_high``; the table of
+        :func:`alliancetrack.group_contrasts` works too, with its ``contrast``
+        as the term), or a dict ``{label: result}`` to compare several models
+        (coloured, side by side).
     intercept : bool, default False
         Show the intercept.
     terms : sequence of str, optional
