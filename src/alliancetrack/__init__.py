@@ -26,6 +26,14 @@ from .sudden import (
     select_changes,
     sudden_changes,
 )
+from .validation import (
+    evaluate_detection,
+    power_analysis,
+    rupture_definitions,
+    sensitivity_analysis,
+    validation_study,
+)
+from .validation_plots import plot_power, plot_specification_curve, plot_validation
 
 __version__ = "0.1.0"
 
@@ -43,6 +51,14 @@ __all__ = [
     "SimulatedCohort",
     "datasets",
     "simulate_cohort",
+    "evaluate_detection",
+    "power_analysis",
+    "rupture_definitions",
+    "sensitivity_analysis",
+    "validation_study",
+    "plot_power",
+    "plot_specification_curve",
+    "plot_validation",
     "as_alliance_data",
     "compare_episodes",
     "EpisodeComparison",
