@@ -9,4 +9,5 @@ COMMAND_MODULES: list[str] = [
     "alliancetrack.commands.core",
     "alliancetrack.commands.sudden",
     "alliancetrack.commands.report",
+    "alliancetrack.commands.validate",
 ]
