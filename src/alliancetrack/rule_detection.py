@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .data import patient_codes
 from .errors import AllianceDataError
 from .rules import DipRecoveryRule
 from .scales import Scale
@@ -39,17 +40,19 @@ def pack_series(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray
     if len(pid) == 0:
         empty = np.empty((0, 0))
         return pid[:0], np.zeros(0, dtype=np.int64), empty, empty
-    codes, ids = pd.factorize(pid, sort=False)
-    if len(codes) > 1 and (np.diff(codes) < 0).any():
-        raise AllianceDataError("Internal error: frame is not sorted by patient.")
-    lengths = np.bincount(codes, minlength=len(ids)).astype(np.int64)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    pos = np.arange(len(codes), dtype=np.int64) - starts[codes]
+    codes = patient_codes(pid)  # the frame is sorted by patient: one pass, no hashing
+    first_rows = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    ids = pid[first_rows]
+    lengths = np.diff(np.r_[first_rows, len(codes)]).astype(np.int64)
+    pos = np.arange(len(codes), dtype=np.int64) - np.repeat(first_rows, lengths)
     width = int(lengths.max())
-    X = np.full((len(ids), width), np.nan)
-    S = np.full((len(ids), width), np.nan)
-    X[codes, pos] = scores
-    S[codes, pos] = sessions
+    flat = codes * width + pos
+    X = np.full(len(ids) * width, np.nan)
+    S = np.full(len(ids) * width, np.nan)
+    X[flat] = scores
+    S[flat] = sessions
+    X = X.reshape(len(ids), width)
+    S = S.reshape(len(ids), width)
     return np.asarray(ids), lengths, X, S
 
 
