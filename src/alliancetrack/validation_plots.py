@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from plotnine import (
     aes,
+    coord_flip,
     element_blank,
     element_text,
     facet_wrap,
@@ -22,7 +23,6 @@ from plotnine import (
     geom_line,
     geom_point,
     geom_pointrange,
-    geom_vline,
     ggplot,
     labs,
     scale_color_manual,
@@ -42,7 +42,7 @@ OKABE_ITO: list[str] = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "
                         "#F0E442", "#000000", "#999999"]
 
 _METRIC_LABELS = {
-    "f1": "F1 (rupture onsets within tolerance)", "precision": "Precision", "recall": "Recall",
+    "f1": "F1 (rupture onsets)", "precision": "Precision", "recall": "Recall",
     "repaired_accuracy": "Repaired/unrepaired accuracy", "patient_kappa": "Patient-level kappa",
     "timing_abs_error": "Mean absolute timing error (sessions)",
     "depth_bias": "Depth bias (scale points)",
@@ -98,17 +98,22 @@ def plot_validation(table: pd.DataFrame, metric: str = "f1") -> ggplot:
                                  categories=[f"dip depth {d:g}" for d in sorted(set(df["depth"]))])
     snr = np.sort(df["snr"].unique())
     breaks = [b for b in (0.5, 1, 2, 3, 5, 10, 20, 50) if snr.min() / 1.2 <= b <= snr.max() * 1.2]
+    # a log axis needs two breaks at least (mizani's minor breaks)
+    x_scale = scale_x_log10(breaks=breaks) if len(breaks) >= 2 else \
+        scale_x_log10(breaks=list(snr)) if len(snr) >= 2 else scale_x_continuous(breaks=list(snr))
     p = (
         ggplot(df, aes("snr", metric, colour="method", shape="method"))
-        + geom_line(size=0.7) + geom_point(size=2)
+        + geom_point(size=2)
         + facet_wrap("~panel", nrow=1)
-        + scale_x_log10(breaks=breaks or None)
+        + x_scale
         + scale_color_manual(values=_colours(len(methods)))
         + scale_shape_manual(values=["o", "s", "^", "D", "v", "P", "X", "*", "h"][:len(methods)])
         + labs(x="Signal-to-noise (dip depth / noise SD, log scale)",
                y=_METRIC_LABELS.get(metric, metric), colour="Method", shape="Method")
         + _theme()
     )
+    if df.groupby(["panel", "method"], observed=True).size().max() > 1:
+        p += geom_line(size=0.7)
     if metric in ("f1", "precision", "recall", "repaired_accuracy"):
         p += scale_y_continuous(limits=(0, 1))
     return p
@@ -118,7 +123,8 @@ def plot_power(table: pd.DataFrame, alpha: float = 0.05, target: float = 0.8) ->
     """Power against the number of patients, with detected and with true counts.
 
     Error bars are ±1.96 Monte Carlo SEs.  The dashed line marks ``target``
-    power, the dotted line ``alpha``.
+    power, the dotted line ``alpha``.  A table of several detectors
+    (concatenated ``PowerResult.table`` objects) gets one panel per detector.
 
     Parameters
     ----------
@@ -143,10 +149,15 @@ def plot_power(table: pd.DataFrame, alpha: float = 0.05, target: float = 0.8) ->
     df["counts"] = pd.Categorical(df["counts"].map(lab), categories=list(lab.values()))
     df["lo"] = (df["power"] - 1.96 * df["mc_se"]).clip(0, 1)
     df["hi"] = (df["power"] + 1.96 * df["mc_se"]).clip(0, 1)
-    title = None
+    title, facets = None, None
     if "detector" in df:
-        title = f"Detector: {', '.join(dict.fromkeys(df['detector']))}"
-    return (
+        detectors = list(dict.fromkeys(df["detector"]))
+        if len(detectors) == 1:
+            title = f"Detector: {detectors[0]}"
+        else:
+            df["detector"] = pd.Categorical(df["detector"], categories=detectors)
+            facets = facet_wrap("~detector", nrow=1)
+    p = (
         ggplot(df, aes("n_patients", "power", colour="counts", linetype="counts"))
         + geom_hline(yintercept=target, linetype="dashed", colour="#999999")
         + geom_hline(yintercept=alpha, linetype="dotted", colour="#999999")
@@ -160,6 +171,7 @@ def plot_power(table: pd.DataFrame, alpha: float = 0.05, target: float = 0.8) ->
                title=title)
         + _theme()
     )
+    return p + facets if facets is not None else p
 
 
 def plot_specification_curve(table: pd.DataFrame, term: str | None = None) -> ggplot:
@@ -195,11 +207,12 @@ def plot_specification_curve(table: pd.DataFrame, term: str | None = None) -> gg
     df["significance"] = pd.Categorical(df["significance"],
                                         categories=["p < alpha", "not significant"])
     return (
-        ggplot(df, aes(x="estimate", y="specification", colour="significance"))
-        + geom_vline(xintercept=0, linetype="dashed", colour="#999999")
-        + geom_pointrange(aes(xmin="ci_low", xmax="ci_high"), size=0.4)
+        ggplot(df, aes(x="specification", y="estimate", colour="significance"))
+        + geom_hline(yintercept=0, linetype="dashed", colour="#999999")
+        + geom_pointrange(aes(ymin="ci_low", ymax="ci_high"), size=0.4)
+        + coord_flip()
         + scale_color_manual(values=[OKABE_ITO[0], OKABE_ITO[8]], drop=False)
-        + labs(x=f"Estimate of {term}" if term else "Estimate", y="Rupture definition",
-               colour="")
+        + labs(y=f"Estimate of {term} (95% CI)" if term else "Estimate (95% CI)",
+               x="Rupture definition", colour="")
         + _theme()
     )
