@@ -16,6 +16,7 @@ from .outcome import DroppedPatientsWarning, fit_gee_logistic, group_contrasts, 
 from .plots import plot_coefficients, plot_cohort, plot_episode_summary, plot_trajectories
 from .predictors import episode_predictors
 from .report import write_report
+from .reported import ObserverData, PSQData, read_3rs, read_psq
 from .rules import PRESETS, DipRecoveryRule
 from .scales import SCALES, Scale
 from .session_level import lag_within, split_within_between
@@ -76,6 +77,10 @@ __all__ = [
     "plot_trajectories",
     "split_within_between",
     "read_alliance",
+    "read_psq",
+    "read_3rs",
+    "PSQData",
+    "ObserverData",
     "write_report",
     "describe_sudden_changes",
     "reliable_change_cutoff",

@@ -56,10 +56,16 @@ def finalize_episodes(df: pd.DataFrame, patient_dtype=None) -> pd.DataFrame:
     for col in _FLOAT:
         if col in df:
             df[col] = pd.to_numeric(df[col], errors="raise").astype("float64")
-    df["repaired"] = df["repaired"].astype(bool)
+    # ``repaired`` is bool, or nullable boolean when the repair status is unknown for some
+    # episodes (self-report / observer episodes without a resolution rating)
+    if df["repaired"].isna().any():
+        df["repaired"] = df["repaired"].astype("boolean")
+    else:
+        df["repaired"] = df["repaired"].astype(bool)
     df["censored"] = df["censored"].astype(bool)
+    known = df["repaired"].fillna(False).to_numpy(dtype=bool)
     df["sessions_to_repair"] = np.where(
-        df["repaired"], df["repair_session"] - df["rupture_session"], np.nan
+        known, df["repair_session"] - df["rupture_session"], np.nan
     )
     df = df.sort_values(["patient", "rupture_session"], kind="stable").reset_index(drop=True)
     df["episode"] = (df.groupby("patient", sort=False).cumcount() + 1).astype("int64")

@@ -18,6 +18,7 @@ PREDICTOR_COLUMNS: tuple[str, ...] = (
 )
 
 _NEEDED = ("patient", "rupture_session", "repaired", "depth", "method")
+_REPORTED = ("self-report", "observer")
 
 
 def episode_predictors(data, episodes: pd.DataFrame) -> pd.DataFrame:
@@ -25,7 +26,7 @@ def episode_predictors(data, episodes: pd.DataFrame) -> pd.DataFrame:
 
     Parameters
     ----------
-    data : AllianceData or DataFrame
+    data : AllianceData, PSQData, ObserverData or DataFrame
         The data the episodes were detected in; its ``patients`` define the
         rows of the result.
     episodes : DataFrame
@@ -49,6 +50,17 @@ def episode_predictors(data, episodes: pd.DataFrame) -> pd.DataFrame:
           et al. 2018);
         * ``mean_sessions_to_repair`` over repaired episodes.
 
+        With self-report or observer episodes (``data`` from
+        :func:`alliancetrack.read_psq` / :func:`alliancetrack.read_3rs`),
+        ``n_sessions`` counts the sessions *covered* (answered questionnaires
+        of the episodes' rater, coded sessions); ``n_unrepaired`` counts
+        ruptures known to be unrepaired and ``group`` is missing for a patient
+        whose only not-repaired ruptures have an unknown repair status.  Extra
+        columns: ``n_repair_unknown``, ``n_withdrawal``, ``n_confrontation``
+        (``"both"`` counts in each; missing for self-report, which cannot tell
+        confrontation), ``n_type_unknown``, ``mean_intensity``,
+        ``max_intensity``.
+
     Examples
     --------
     >>> import pandas as pd, alliancetrack as at
@@ -61,7 +73,10 @@ def episode_predictors(data, episodes: pd.DataFrame) -> pd.DataFrame:
     0        1                               analysed           1    repaired                  0.5
     1        2  fewer than 3 rated sessions (2 rated)        <NA>        <NA>                  NaN
     """
-    data = as_alliance_data(data)
+    if hasattr(data, "_coverage_data"):  # PSQData / ObserverData: sessions covered
+        data = data._coverage_data(episodes)
+    else:
+        data = as_alliance_data(data)
     missing = [c for c in _NEEDED if c not in episodes.columns]
     if missing:
         raise AllianceDataError(
@@ -101,7 +116,10 @@ def episode_predictors(data, episodes: pd.DataFrame) -> pd.DataFrame:
     n_sessions = pd.Series(np.bincount(codes, weights=is_rated, minlength=len(patients)),
                            index=patients).astype("int64")
     ep = episodes
-    repaired = ep["repaired"].astype(bool)
+    # repair status may be unknown (<NA>) for self-report / observer episodes
+    rep_status = ep["repaired"].astype("boolean")
+    repaired = rep_status.fillna(False).astype(bool)
+    unrepaired = (~rep_status).fillna(False).astype(bool)
     g = ep.groupby("patient", sort=False)
     n_rup = g.size().reindex(patients, fill_value=0)
     n_rep = repaired.groupby(ep["patient"], sort=False).sum().reindex(patients, fill_value=0)
@@ -124,9 +142,12 @@ def episode_predictors(data, episodes: pd.DataFrame) -> pd.DataFrame:
         phase = pd.Series(np.where(first.notna(), rank / n_sessions.to_numpy(), np.nan),
                           index=patients)
 
-    n_unrep = n_rup - n_rep
+    n_unrep = unrepaired.groupby(ep["patient"], sort=False).sum().reindex(patients, fill_value=0)
+    n_unknown = n_rup - n_rep - n_unrep
     group = np.where(n_rup.to_numpy() == 0, "no_rupture",
-                     np.where(n_unrep.to_numpy() > 0, "unrepaired", "repaired")).astype(object)
+                     np.where(n_unrep.to_numpy() > 0, "unrepaired",
+                              np.where(n_unknown.to_numpy() > 0, None, "repaired"))).astype(object)
+    analysed_group = analysed & (group != None)  # noqa: E711 - unknown repair: group missing
 
     def counts(s: pd.Series) -> pd.arrays.IntegerArray:
         """Counts as nullable integers, missing for patients not analysed."""
@@ -142,12 +163,35 @@ def episode_predictors(data, episodes: pd.DataFrame) -> pd.DataFrame:
         "n_repaired": counts(n_rep),
         "n_unrepaired": counts(n_unrep),
         "n_censored": counts(n_cens),
-        "group": pd.Series(np.where(analysed, group, None), dtype=object).where(analysed, pd.NA),
+        "group": pd.Series(np.where(analysed_group, group, None),
+                           dtype=object).where(analysed_group, pd.NA),
         "mean_depth": mean_depth.to_numpy(dtype="float64"),
         "max_depth": max_depth.to_numpy(dtype="float64"),
         "first_rupture_session": first.to_numpy(dtype="float64"),
         "first_rupture_phase": phase.to_numpy(dtype="float64"),
         "mean_sessions_to_repair": mean_str.to_numpy(dtype="float64"),
     })
+    sources = set(ep["source"].dropna()) if "source" in ep else set()
+    source = episodes.attrs.get("source")
+    if source in _REPORTED or sources & set(_REPORTED):
+        # self-report / observer sources: repair status unknown, counts by type, intensity
+        typ = ep["type"] if "type" in ep else pd.Series(pd.NA, index=ep.index, dtype=object)
+
+        def n_of(mask) -> pd.arrays.IntegerArray:
+            return counts(pd.Series(np.asarray(mask, dtype=bool)).groupby(
+                ep["patient"].to_numpy(), sort=False).sum().reindex(patients, fill_value=0))
+
+        out["n_repair_unknown"] = counts(n_unknown)
+        out["n_withdrawal"] = n_of(typ.isin(["withdrawal", "both"]))
+        n_conf = n_of(typ.isin(["confrontation", "both"]))
+        if source == "self-report" or sources == {"self-report"}:
+            n_conf = pd.array([pd.NA] * len(patients), dtype="Int64")  # PSQ cannot tell
+        out["n_confrontation"] = n_conf
+        out["n_type_unknown"] = n_of(typ.isna())
+        inten = pd.to_numeric(ep["intensity"]).astype("float64") if "intensity" in ep else \
+            pd.Series(np.nan, index=ep.index)
+        gi = inten.groupby(ep["patient"], sort=False)
+        out["mean_intensity"] = gi.mean().reindex(patients).to_numpy(dtype="float64")
+        out["max_intensity"] = gi.max().reindex(patients).to_numpy(dtype="float64")
     out["patient"] = out["patient"].astype(patients.dtype)
     return out
