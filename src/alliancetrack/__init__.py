@@ -6,6 +6,7 @@
 """
 
 from . import datasets
+from .agreement import source_agreement
 from .compare import EpisodeComparison, compare_episodes
 from .data import AllianceData, as_alliance_data, read_alliance
 from .detect import detect_episodes
@@ -62,6 +63,7 @@ __all__ = [
     "plot_validation",
     "as_alliance_data",
     "compare_episodes",
+    "source_agreement",
     "EpisodeComparison",
     "detect_episodes",
     "episode_predictors",
