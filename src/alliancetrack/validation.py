@@ -482,10 +482,11 @@ def power_analysis(
     leaves the estimate unbiased and its SE essentially right (design effect
     1 + (m−1)·ICC_y·ICC_x ≈ 1 as the count hardly varies between
     therapists), so this has the power of :func:`alliancetrack.outcome_model`'s
-    mixed model at about 1/100 of the cost, and exact size.  ``test="mixed"``
-    calls :func:`alliancetrack.outcome_model` itself (random intercept for
-    therapist, REML, Wald z as reported there; about 20 ms per fit, and the
-    Wald z is slightly liberal with few patients).
+    mixed model, and exact size, at 0.1 ms per fit instead of about 16 ms
+    (``benchmarks/bench_validation.py``).  ``test="mixed"`` calls
+    :func:`alliancetrack.outcome_model` itself (random intercept for
+    therapist, REML, Wald z as reported there; the Wald z can be slightly
+    liberal with few patients).
 
     Parameters
     ----------
