@@ -19,22 +19,29 @@ EXAMPLE_FILES = {
     "sessions": "example_sessions.csv",
     "outcomes": "example_outcomes.csv",
     "truth": "example_truth.csv",
+    "psq": "example_psq.csv",
+    "observer": "example_observer.csv",
 }
 
 
 @dataclass(frozen=True)
 class Example:
     """The example cohort: ``sessions`` (long alliance ratings, WAI-SR 1-5),
-    ``outcomes`` (BDI-II pre/post per patient) and ``truth`` (the planted
-    episodes)."""
+    ``outcomes`` (BDI-II pre/post per patient), ``truth`` (the planted
+    episodes), ``psq`` (Post-Session Questionnaire rupture items of patient
+    and therapist, patients 1-60) and ``observer`` (3RS codes per 5-minute
+    segment for about half the sessions of patients 1-30)."""
 
     sessions: pd.DataFrame
     outcomes: pd.DataFrame
     truth: pd.DataFrame
+    psq: pd.DataFrame
+    observer: pd.DataFrame
 
 
 def example_path(table: str = "sessions") -> Path:
-    """Path of a bundled example CSV (``"sessions"``, ``"outcomes"`` or ``"truth"``).
+    """Path of a bundled example CSV (``"sessions"``, ``"outcomes"``, ``"truth"``, ``"psq"``,
+    ``"observer"``).
 
     Examples
     --------
