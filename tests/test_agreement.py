@@ -145,3 +145,24 @@ def test_bad_calls():
         at.source_agreement({"a": a, "b": two})
     with pytest.raises(AllianceDataError, match="tolerance"):
         at.source_agreement({"a": a, "b": a}, tolerance=-1)
+
+
+def test_figures(three_sources):
+    data, scores, psq, codes = three_sources
+    eps = {"scores": scores, "PSQ": at.detect_episodes(psq, method="self-report"),
+           "3RS": at.detect_episodes(codes, method="observer")}
+    tab = at.source_agreement(eps, coverage={"scores": data})
+    p = at.plot_source_agreement(tab)
+    d = p.data
+    # symmetric kappas: both halves of each panel, three panels
+    assert len(d) == 2 * len(tab) * 3
+    one = d[(d["row"] == "PSQ") & (d["column"] == "3RS") & (d["statistic"] == "session kappa")]
+    assert one["value"].iloc[0] == pytest.approx(8 / 13)
+    t = at.plot_sources_timeline(data, eps, patients=[1, 3], coverage={"scores": data})
+    pts = t.data
+    assert set(pts["patient"].astype(int)) == {1, 3}
+    assert sorted(pts.loc[pts["lane"] == "3RS", "session"]) == [2.0, 5.0]
+    assert set(pts.loc[pts["lane"] == "PSQ", "status"].astype(str)) == {"repaired",
+                                                                         "repair unknown"}
+    with pytest.raises(AllianceDataError, match="not in the data"):
+        at.plot_sources_timeline(data, eps, patients=[9])

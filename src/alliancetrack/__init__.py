@@ -19,6 +19,7 @@ from .predictors import episode_predictors
 from .report import write_report
 from .reported import ObserverData, PSQData, read_3rs, read_psq
 from .rules import PRESETS, DipRecoveryRule
+from .source_plots import plot_source_agreement, plot_sources_timeline
 from .scales import SCALES, Scale
 from .session_level import lag_within, split_within_between
 from .simulate import SimulatedCohort, simulate_cohort
@@ -77,6 +78,8 @@ __all__ = [
     "plot_cohort",
     "plot_episode_summary",
     "plot_trajectories",
+    "plot_source_agreement",
+    "plot_sources_timeline",
     "split_within_between",
     "read_alliance",
     "read_psq",
