@@ -699,7 +699,7 @@ def sensitivity_analysis(data, outcomes: pd.DataFrame, model_spec: dict | None =
             "specification": label, "method": kw.get("method", "rules"), "n_analysed": n_an,
             "n_episodes": np.nan if ep is None else len(ep),
             "n_repaired": np.nan if ep is None else int(ep["repaired"].sum()),
-            "n_unrepaired": np.nan if ep is None else int((~ep["repaired"].astype(bool)).sum()),
+            "n_unrepaired": np.nan if ep is None else int(ep["repaired"].eq(False).sum()),
             "term": term,
             **{c: float(coef[c]) for c in nan_coef.index},
             "r": r, "significant": bool(coef["p_value"] < alpha)
