@@ -1,8 +1,8 @@
 """Self-reported (PSQ) and observer-coded (3RS) ruptures.
 
 Score dips are one way to find alliance ruptures; the field also asks patient
-and therapist after each session (the Post-Session Questionnaire, PSQ; Muran,
-Safran, Samstag & Winston 2009; Eubanks, Muran & Safran 2018) and has
+and therapist after each session (the Post-Session Questionnaire, PSQ; Muran et
+al. 2009; Eubanks, Muran & Safran 2018) and has
 observers code session recordings with the Rupture Resolution Rating System
 (3RS; Eubanks-Carter, Muran & Safran 2015).  :func:`read_psq` and
 :func:`read_3rs` validate such data; :func:`detect_reported_episodes` (called

@@ -105,7 +105,7 @@ def plot_source_agreement(table: pd.DataFrame,
         + p9.labs(x="", y="")
         + theme_alliance(base_size, figure_size=(width, 0.9 + 0.45 * k),
                          axis_text_x=p9.element_text(rotation=30, ha="right"),
-                         panel_grid=p9.element_blank())
+                         panel_grid=p9.element_blank(), legend_position="right")
     )
 
 
