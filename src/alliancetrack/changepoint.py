@@ -55,6 +55,7 @@ __all__ = [
     "detect_changepoint",
     "episodes_from_segments",
     "noise_sd",
+    "noise_statistics",
 ]
 
 #: Cost models that can be chosen with ``model=``.
@@ -435,6 +436,61 @@ def _validate(model, search, min_size, jump, n_bkps, shift_unit, penalty) -> Non
         raise AllianceDataError(f"penalty must be 'bic' or a positive number, got {penalty!r}.")
 
 
+def _pack(ad: AllianceData):
+    """Rated scores of the analysed patients in patient blocks, and raw noise SDs."""
+    frame = ad.analysed_frame
+    frame = frame.loc[frame["alliance"].notna(), ["patient", "session", "alliance"]]
+    if len(frame) == 0:
+        return None
+    codes, uniques = pd.factorize(frame["patient"], sort=False)
+    values = frame["alliance"].to_numpy(dtype=np.float64)
+    sessions = frame["session"].to_numpy()
+    order = np.argsort(codes, kind="stable")  # frame is sorted already; be safe
+    codes, values, sessions = codes[order], values[order], sessions[order]
+    bounds = np.flatnonzero(np.diff(codes)) + 1
+    starts = np.concatenate([[0], bounds])
+    lengths = np.diff(np.concatenate([starts, [len(codes)]]))
+    # noise SD per patient, vectorised within groups of equal length
+    sigma = np.zeros(len(starts))
+    from_median = np.zeros(len(starts), dtype=bool)
+    groups: dict[int, np.ndarray] = {}
+    for n in np.unique(lengths):
+        idx = np.flatnonzero(lengths == n)
+        groups[int(n)] = idx
+        X = values[starts[idx][:, None] + np.arange(n)[None, :]]
+        sigma[idx], from_median[idx] = _noise_sd_rows(X)
+    reliable = from_median & (lengths >= MIN_NOISE_N)
+    return codes, uniques, values, sessions, starts, lengths, groups, sigma, reliable
+
+
+def _pool(sigma: np.ndarray, reliable: np.ndarray, values: np.ndarray) -> tuple[float, float]:
+    med = float(np.median(sigma[reliable])) if reliable.any() else np.nan
+    return med, float(np.max(np.abs(values)))
+
+
+def noise_statistics(data) -> tuple[np.ndarray, float]:
+    """The reliable per-patient noise SDs and the largest absolute score of ``data``.
+
+    :func:`detect_changepoint` pools these over the cohort (the median SD
+    replaces unreliable estimates); the Dask engine collects them from every
+    partition and passes the pooled values as ``noise_pool``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"patient": 1, "session": range(1, 7),
+    ...                    "alliance": [4.0, 4.2, 3.9, 4.1, 4.0, 4.3]})
+    >>> sds, top = noise_statistics(df)
+    >>> len(sds), top
+    (1, 4.3)
+    """
+    packed = _pack(as_alliance_data(data))
+    if packed is None:
+        return np.zeros(0), 0.0
+    values, sigma, reliable = packed[2], packed[7], packed[8]
+    return sigma[reliable], float(np.max(np.abs(values)))
+
+
 def detect_changepoint(
     data,
     *,
@@ -451,6 +507,7 @@ def detect_changepoint(
     bic_factor: float = 2.0,
     params: dict | None = None,
     engine: str = "auto",
+    noise_pool: tuple[float, float] | None = None,
 ) -> pd.DataFrame:
     """Detect rupture-repair episodes by change-point segmentation of each patient.
 
@@ -500,6 +557,12 @@ def detect_changepoint(
         when it applies (l2 cost, ``search="pelt"``, ``jump=1``, a penalty rather
         than ``n_bkps``) and ruptures otherwise; ``"ruptures"`` forces ruptures;
         ``"fast"`` raises when the fast path does not apply.
+    noise_pool : (float, float), optional
+        The cohort-wide statistics the noise SDs use: the median of the
+        reliable per-patient estimates (NaN if none) and the largest absolute
+        score.  By default computed from ``data``; the Dask engine passes the
+        values of the whole cohort (see :func:`noise_statistics`), so that
+        each partition gives the same episodes as the whole data in memory.
 
     Returns
     -------
@@ -523,37 +586,19 @@ def detect_changepoint(
     if min_shift <= 0:
         raise AllianceDataError(f"min_shift must be positive, got {min_shift!r}.")
     ad: AllianceData = as_alliance_data(data)
-    frame = ad.analysed_frame
-    patient_dtype = frame["patient"].dtype
-    frame = frame.loc[frame["alliance"].notna(), ["patient", "session", "alliance"]]
-    if len(frame) == 0:
+    patient_dtype = ad.frame["patient"].dtype
+    packed = _pack(ad)
+    if packed is None:
         return empty_episodes(patient_dtype)
-    codes, uniques = pd.factorize(frame["patient"], sort=False)
-    values = frame["alliance"].to_numpy(dtype=np.float64)
-    sessions = frame["session"].to_numpy()
-    order = np.argsort(codes, kind="stable")  # frame is sorted already; be safe
-    codes, values, sessions = codes[order], values[order], sessions[order]
-    bounds = np.flatnonzero(np.diff(codes)) + 1
-    starts = np.concatenate([[0], bounds])
-    lengths = np.diff(np.concatenate([starts, [len(codes)]]))
+    codes, uniques, values, sessions, starts, lengths, groups, sigma, reliable = packed
     n_pat = len(starts)
-
-    # noise SD per patient, vectorised within groups of equal length
-    sigma = np.zeros(n_pat)
-    from_median = np.zeros(n_pat, dtype=bool)
-    groups: dict[int, np.ndarray] = {}
-    for n in np.unique(lengths):
-        idx = np.flatnonzero(lengths == n)
-        groups[int(n)] = idx
-        X = values[starts[idx][:, None] + np.arange(n)[None, :]]
-        sigma[idx], from_median[idx] = _noise_sd_rows(X)
     # own estimate when it is the median-based one from >= MIN_NOISE_N scores;
     # otherwise the median of those estimates over the other patients; when no
     # patient has one, the patient's own (quantile-based) estimate; else tiny
-    reliable = from_median & (lengths >= MIN_NOISE_N)
-    if reliable.any():
-        sigma = np.where(reliable, sigma, float(np.median(sigma[reliable])))
-    tiny = 1e-3 * max(1.0, float(np.max(np.abs(values))))
+    pool, max_abs = noise_pool if noise_pool is not None else _pool(sigma, reliable, values)
+    if np.isfinite(pool):
+        sigma = np.where(reliable, sigma, pool)
+    tiny = 1e-3 * max(1.0, max_abs)
     sigma = np.where(sigma > 0, sigma, tiny)  # all differences zero: flat series
 
     if isinstance(penalty, str):

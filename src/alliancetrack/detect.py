@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .dask_engine import detect_episodes_dask, is_dask_dataframe
 from .data import AllianceData, as_alliance_data
 from .episode_table import finalize_episodes
 from .errors import AllianceDataError
@@ -57,7 +58,9 @@ def detect_episodes(data, method: str = "rules", rule: str | DipRecoveryRule = "
         With ``method="rules"``: fields of the rule to override
         (e.g. ``threshold=1.5, repair_window=3``).  With
         ``method="changepoint"``: options of the change-point detector
-        (``penalty``, ``model``, ``min_size``, ...).
+        (``penalty``, ``model``, ``min_size``, ...).  A Dask DataFrame
+        ``data`` is processed out of core and gives a Dask DataFrame; see
+        :func:`alliancetrack.dask_engine.detect_episodes_dask` for its options.
 
     Returns
     -------
@@ -83,6 +86,8 @@ def detect_episodes(data, method: str = "rules", rule: str | DipRecoveryRule = "
     """
     if method not in _METHODS:
         raise ValueError(f"Unknown method {method!r}; choose one of {_METHODS}.")
+    if is_dask_dataframe(data):  # out of core / distributed: alliancetrack.dask_engine
+        return detect_episodes_dask(data, method=method, rule=rule, **options)
     if method in ("self-report", "observer"):
         from .reported import detect_reported_episodes  # noqa: PLC0415
 
@@ -97,6 +102,7 @@ def detect_episodes(data, method: str = "rules", rule: str | DipRecoveryRule = "
         episodes = detect_changepoint(data, **options)
         excluded = data.excluded
     else:
+        sample_sd = options.pop("sample_sd", None)  # cohort-wide, from the Dask engine
         rule_obj = get_rule(rule, **options)
         hib = data.higher_is_better if rule_obj.higher_is_better is None else \
             rule_obj.higher_is_better
@@ -104,7 +110,8 @@ def detect_episodes(data, method: str = "rules", rule: str | DipRecoveryRule = "
         frame = data.analysed_frame
         if len(extra):
             frame = frame.loc[~frame["patient"].isin(extra["patient"])]
-        raw = detect_rule_episodes(frame, rule_obj, data.scale, higher_is_better=hib)
+        raw = detect_rule_episodes(frame, rule_obj, data.scale, higher_is_better=hib,
+                                   sample_sd=sample_sd)
         episodes = finalize_episodes(raw, patient_dtype=data.patients.dtype)
         excluded = pd.concat([data.excluded, extra], ignore_index=True) if len(extra) else \
             data.excluded

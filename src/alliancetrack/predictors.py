@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .dask_engine import episode_predictors_dask, is_dask_dataframe
 from .data import as_alliance_data, patient_codes
 from .errors import AllianceDataError
 
@@ -30,7 +31,9 @@ def episode_predictors(data, episodes: pd.DataFrame) -> pd.DataFrame:
         The data the episodes were detected in; its ``patients`` define the
         rows of the result.
     episodes : DataFrame
-        From :func:`alliancetrack.detect_episodes` (one method).
+        From :func:`alliancetrack.detect_episodes` (one method).  With a Dask
+        DataFrame ``data`` the result is a Dask DataFrame; see
+        :func:`alliancetrack.dask_engine.episode_predictors_dask`.
 
     Returns
     -------
@@ -73,6 +76,8 @@ def episode_predictors(data, episodes: pd.DataFrame) -> pd.DataFrame:
     0        1                               analysed           1    repaired                  0.5
     1        2  fewer than 3 rated sessions (2 rated)        <NA>        <NA>                  NaN
     """
+    if is_dask_dataframe(data):  # out of core / distributed: alliancetrack.dask_engine
+        return episode_predictors_dask(data, episodes)
     if hasattr(data, "_coverage_data"):  # PSQData / ObserverData: sessions covered
         data = data._coverage_data(episodes)
     else:

@@ -57,15 +57,20 @@ def pack_series(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def rule_thresholds(rule: DipRecoveryRule, X: np.ndarray, lengths: np.ndarray,
-                    scale: Scale | None) -> np.ndarray:
-    """Per-patient dip threshold in scale points (NaN for ``unit="percent"``)."""
+                    scale: Scale | None, sample_sd: float | None = None) -> np.ndarray:
+    """Per-patient dip threshold in scale points (NaN for ``unit="percent"``).
+
+    ``sample_sd``: the SD of all analysed ratings, when computed elsewhere (the
+    Dask engine computes it over the whole cohort); by default from ``X``.
+    """
     n = X.shape[0]
     if rule.unit == "points":
         return np.full(n, float(rule.threshold))
     if rule.unit == "percent":
         return np.full(n, np.nan)
-    observed = X[~np.isnan(X)]
-    sample_sd = float(np.std(observed, ddof=1)) if observed.size > 1 else np.nan
+    if sample_sd is None:
+        observed = X[~np.isnan(X)]
+        sample_sd = float(np.std(observed, ddof=1)) if observed.size > 1 else np.nan
     if rule.unit == "sample_sd":
         return np.full(n, rule.threshold * sample_sd)
     if rule.unit == "rci":
@@ -116,16 +121,18 @@ def _reference(rule: DipRecoveryRule, t: int, X: np.ndarray, lb: np.ndarray,
 
 
 def detect_rule_episodes(frame: pd.DataFrame, rule: DipRecoveryRule, scale: Scale | None,
-                         higher_is_better: bool = True) -> pd.DataFrame:
+                         higher_is_better: bool = True,
+                         sample_sd: float | None = None) -> pd.DataFrame:
     """Detect episodes for every patient of a sorted canonical long frame.
 
     ``frame`` must hold only the patients to analyse (one rater), sorted by
     patient then session.  Returns the raw episode columns (without
     ``episode`` numbering; see :func:`alliancetrack.detect_episodes`).
+    ``sample_sd`` is passed to :func:`rule_thresholds`.
     """
     ids, lengths, X, S = pack_series(frame)
     sign = 1.0 if higher_is_better else -1.0
-    delta = rule_thresholds(rule, X, lengths, scale)
+    delta = rule_thresholds(rule, X, lengths, scale, sample_sd)
     Xs = sign * X
     n, width = Xs.shape
     patient_mean = np.nansum(Xs, axis=1) / np.maximum(lengths, 1)

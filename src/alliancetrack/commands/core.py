@@ -10,6 +10,7 @@ from ..errors import AllianceDataError
 from ..predictors import episode_predictors
 from ..rules import PRESETS
 from .common import add_data_arguments, load_data, write_table
+from .engine import add_engine_arguments, run_dask
 
 __all__ = ["register"]
 
@@ -59,6 +60,8 @@ def _episodes(args, data):
 
 
 def run_detect(args: argparse.Namespace) -> int:
+    if args.engine == "dask":
+        return run_dask(args, "detect")
     data = load_data(args)
     episodes = _episodes(args, data)
     write_table(episodes, args.out)
@@ -66,6 +69,8 @@ def run_detect(args: argparse.Namespace) -> int:
 
 
 def run_predictors(args: argparse.Namespace) -> int:
+    if args.engine == "dask":
+        return run_dask(args, "predictors")
     data = load_data(args)
     write_table(episode_predictors(data, _episodes(args, data)), args.out)
     return 0
@@ -93,6 +98,7 @@ def register(subparsers) -> None:
                               "table (one row per episode) as CSV.")
     add_data_arguments(p)
     _add_method_arguments(p)
+    add_engine_arguments(p)
     p.set_defaults(func=run_detect)
 
     p = subparsers.add_parser("predictors", help="per-patient episode predictors",
@@ -101,6 +107,7 @@ def register(subparsers) -> None:
                               "the reason for any exclusion.")
     add_data_arguments(p)
     _add_method_arguments(p)
+    add_engine_arguments(p)
     p.set_defaults(func=run_predictors)
 
     p = subparsers.add_parser("presets", help="list rule presets with parameters and citations")
