@@ -62,6 +62,8 @@ _CANONICAL = ("patient", "session", "alliance", "therapist", "rater")
 _SD_UNITS = ("sample_sd", "max_sd", "rci")
 # episodes returned by detect_episodes_dask -> how they were made (for episode_predictors)
 _MADE: OrderedDict[str, dict[str, Any]] = OrderedDict()
+# collection name -> whether its partitions hold disjoint ranges of patient ids
+_DISJOINT: OrderedDict[str, bool] = OrderedDict()
 
 
 def is_dask_dataframe(obj: Any) -> bool:
@@ -160,9 +162,14 @@ def partition_by_patient(
     if assume_partitioned:
         return ddf
     if npartitions is None:
-        meta = pd.DataFrame({"lo": ddf._meta["patient"], "hi": ddf._meta["patient"]})
-        ranges = ddf[["patient"]].map_partitions(_ranges, meta=meta).compute()
-        if _disjoint(ranges):
+        disjoint = _DISJOINT.get(ddf._name)
+        if disjoint is None:  # one pass over the patient column, remembered per collection
+            meta = pd.DataFrame({"lo": ddf._meta["patient"], "hi": ddf._meta["patient"]})
+            disjoint = _disjoint(ddf[["patient"]].map_partitions(_ranges, meta=meta).compute())
+            _DISJOINT[ddf._name] = disjoint
+            while len(_DISJOINT) > 64:
+                _DISJOINT.popitem(last=False)
+        if disjoint:
             return ddf
     n = int(npartitions or ddf.npartitions)
     return ddf.shuffle(on="patient", npartitions=n)
