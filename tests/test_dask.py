@@ -117,6 +117,12 @@ def test_partitioned_input_is_not_shuffled_and_foreign_episodes_are(client, coho
     pd.testing.assert_frame_equal(
         _sorted(got, ["patient"]), _sorted(at.episode_predictors(ordered, expected), ["patient"])
     )
+    # an in-memory episode table with a rule's own exclusions (attrs["excluded"])
+    strict = at.detect_episodes(ordered, rule="stiles-2sd", min_timepoints=8)
+    got = at.episode_predictors(ddf, strict).compute()
+    want = at.episode_predictors(ordered, strict)
+    assert want["status"].str.contains("rule 'stiles-2sd'").any()
+    pd.testing.assert_frame_equal(_sorted(got, ["patient"]), _sorted(want, ["patient"]))
 
 
 def test_validation_errors_are_the_in_memory_ones(client, cohort):

@@ -412,6 +412,7 @@ def _predictors_part(
     min_tp: int,
     patient_dtype: Any,
     meta: pd.DataFrame,
+    given: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     from .detect import _rule_exclusions  # noqa: PLC0415
     from .predictors import episode_predictors  # noqa: PLC0415
@@ -431,6 +432,9 @@ def _predictors_part(
         extra = _rule_exclusions(data, rule_obj)
         if len(extra):
             excluded = pd.concat([excluded, extra], ignore_index=True)
+    if given is not None and len(given):  # exclusions carried by an in-memory episode table
+        mine = given[given["patient"].isin(data.patients)]
+        excluded = pd.concat([excluded, mine], ignore_index=True)
     ep.attrs = {"excluded": excluded, "method": method}
     out = episode_predictors(data, ep)
     out["patient"] = out["patient"].astype(patient_dtype)
@@ -469,9 +473,12 @@ def episode_predictors_dask(
     Returns
     -------
     dask.dataframe.DataFrame
-        One row per input patient (columns as the in-memory result); patients
+        One row per input patient (columns as the in-memory result).  Patients
         excluded only by a rule's own ``min_timepoints`` are known when
-        ``episodes`` came straight from :func:`detect_episodes_dask`.
+        ``episodes`` came straight from :func:`detect_episodes_dask` or is an
+        in-memory episode table from :func:`alliancetrack.detect_episodes`
+        (its ``attrs["excluded"]``); for other Dask episode tables only the
+        data's own exclusions are known.
 
     Examples
     --------
@@ -486,9 +493,14 @@ def episode_predictors_dask(
     """
     dd = _require_dask()
     _check_columns(ddf)
+    given = None
     if not is_dask_dataframe(episodes):
         if not isinstance(episodes, pd.DataFrame):
             raise AllianceDataError("episodes must be a DataFrame (pandas or Dask).")
+        given = episodes.attrs.get("excluded")  # rule exclusions of the in-memory detection
+        given = getattr(given, "frame", given)  # (possibly wrapped for pandas' attrs)
+        if not isinstance(given, pd.DataFrame) or "patient" not in given:
+            given = None
         episodes = episodes.copy()
         episodes.attrs = {}
         episodes = dd.from_pandas(episodes, npartitions=max(1, ddf.npartitions))
@@ -528,6 +540,7 @@ def episode_predictors_dask(
         min_tp,
         patient_dtype,
         meta,
+        given,
         meta=meta,
         align_dataframes=False,
         enforce_metadata=False,
