@@ -109,3 +109,14 @@ def test_demo_writes_its_outputs(tmp_path):
     assert len(excluded) == 4
     agreement = pd.read_csv(out / "agreement_with_truth.csv")
     assert set(agreement["method"]) == {f"rules:{p}" for p in at.PRESETS} | {"changepoint:l2"}
+
+
+def test_import_is_light_and_every_public_name_resolves():
+    code = ("import sys, alliancetrack as at; "
+            "heavy = [m for m in ('plotnine', 'statsmodels', 'dask') if m in sys.modules]; "
+            "missing = [n for n in at.__all__ if getattr(at, n, None) is None]; "
+            "print(heavy, missing)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[] []"
+    assert set(at._LAZY_NAMES) <= set(at.__all__)

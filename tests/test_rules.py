@@ -329,3 +329,15 @@ def test_every_input_patient_is_in_the_predictors(df, rule):
     assert a["group"].tolist() == expected.tolist()
     assert ((a["first_rupture_phase"] > 0) & (a["first_rupture_phase"] <= 1)
             | a["first_rupture_phase"].isna()).all()
+
+
+def test_episode_tables_from_different_data_concatenate():
+    a = at.detect_episodes(at.read_alliance(long({"a": [4, 4, 1, 4], "b": [4, 1]})),
+                           rule="strauss-1sd")
+    b = at.detect_episodes(at.read_alliance(long({"c": [4, 4, 1, 4], "d": [3, 3]})),
+                           rule="strauss-1sd")
+    assert a.attrs["excluded"]["patient"].tolist() == ["b"]
+    both = pd.concat([a, b], ignore_index=True)  # used to fail: DataFrames in attrs
+    assert both["patient"].tolist() == ["a", "c"]
+    same = pd.concat([a, a.copy()], ignore_index=True)
+    assert same.attrs["excluded"]["patient"].tolist() == ["b"]

@@ -17,6 +17,7 @@ import pandas as pd
 
 from .compare import _prepare, cohen_kappa, compare_episodes
 from .data import AllianceData
+from .episode_table import attached
 from .errors import AllianceDataError
 
 __all__ = ["source_agreement", "AGREEMENT_COLUMNS"]
@@ -49,7 +50,7 @@ def _coverage_of(name: str, table: pd.DataFrame, given) -> pd.DataFrame | None:
             "patient-vs-therapist agreement."
         )
     if given is None:
-        cov = table.attrs.get("coverage")
+        cov = attached(table, "coverage")
     elif isinstance(given, AllianceData):
         f = given.analysed_frame
         cov = f.loc[f["alliance"].notna(), ["patient", "session"]]
@@ -69,7 +70,7 @@ def _coverage_of(name: str, table: pd.DataFrame, given) -> pd.DataFrame | None:
         raise AllianceDataError(f"The coverage of {name!r} lacks column(s) {missing}.")
     if "rater" in cov.columns and rater is not None:
         cov = cov.loc[cov["rater"] == rater]
-    excluded = table.attrs.get("excluded")
+    excluded = attached(table, "excluded")
     if excluded is not None and len(excluded):
         cov = cov.loc[~cov["patient"].isin(excluded["patient"])]
     out = pd.DataFrame({"patient": cov["patient"].to_numpy(),
@@ -89,7 +90,7 @@ def _split_raters(table: pd.DataFrame) -> tuple[dict, dict]:
             "A single episode table is compared across its raters (patient vs therapist) and "
             "needs a rater column; pass a dict {name: episodes, ...} to compare sources."
         )
-    cov = table.attrs.get("coverage")
+    cov = attached(table, "coverage")
     raters = set(table["rater"].dropna())
     if cov is not None and "rater" in cov.columns:
         raters |= set(cov["rater"].dropna())
@@ -104,7 +105,7 @@ def _split_raters(table: pd.DataFrame) -> tuple[dict, dict]:
         sources[str(r)] = part
         if cov is not None:
             c = cov.loc[cov["rater"] == r] if "rater" in cov.columns else cov
-            excl = table.attrs.get("excluded")
+            excl = attached(table, "excluded")
             if excl is not None and len(excl):
                 c = c.loc[~c["patient"].isin(excl["patient"])]
             coverage[str(r)] = c[["patient", "session"]]

@@ -6,7 +6,7 @@ import pandas as pd
 
 from .dask_engine import detect_episodes_dask, is_dask_dataframe
 from .data import AllianceData, as_alliance_data
-from .episode_table import finalize_episodes
+from .episode_table import attach, finalize_episodes
 from .errors import AllianceDataError
 from .rule_detection import detect_rule_episodes
 from .rules import DipRecoveryRule, get_rule
@@ -116,5 +116,5 @@ def detect_episodes(data, method: str = "rules", rule: str | DipRecoveryRule = "
         excluded = pd.concat([data.excluded, extra], ignore_index=True) if len(extra) else \
             data.excluded
         episodes.attrs["rule"] = repr(rule_obj)
-    episodes.attrs["excluded"] = excluded.reset_index(drop=True)
+    episodes.attrs["excluded"] = attach(excluded.reset_index(drop=True))
     return episodes

@@ -7,6 +7,7 @@ import pandas as pd
 
 from .dask_engine import episode_predictors_dask, is_dask_dataframe
 from .data import as_alliance_data, patient_codes
+from .episode_table import attached
 from .errors import AllianceDataError
 
 __all__ = ["episode_predictors", "PREDICTOR_COLUMNS"]
@@ -103,8 +104,9 @@ def episode_predictors(data, episodes: pd.DataFrame) -> pd.DataFrame:
             "Pass the same data the episodes were detected in."
         )
     patients = data.patients
+    from_episodes = attached(episodes, "excluded")
     excluded = pd.concat(
-        [data.excluded, episodes.attrs.get("excluded", data.excluded.iloc[0:0])],
+        [data.excluded, data.excluded.iloc[0:0] if from_episodes is None else from_episodes],
         ignore_index=True,
     ).drop_duplicates("patient")
     reason = pd.Series(excluded["reason"].to_numpy(), index=excluded["patient"].to_numpy())

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .data import AllianceData, _listing, _to_numeric, _where
-from .episode_table import finalize_episodes
+from .episode_table import attach, finalize_episodes
 from .errors import AllianceDataError
 from .readers import read_table
 
@@ -839,8 +839,8 @@ def detect_reported_episodes(data, method: str = "self-report", *, rater=None,
         raw = _observer_episodes(data, **opts)
     episodes = _finalize(raw, data.patients)
     episodes["repaired"] = episodes["repaired"].astype("boolean")  # unknown repair: <NA>
-    episodes.attrs["excluded"] = data.excluded.reset_index(drop=True)
-    episodes.attrs["coverage"] = data.coverage
+    episodes.attrs["excluded"] = attach(data.excluded.reset_index(drop=True))
+    episodes.attrs["coverage"] = attach(data.coverage)
     episodes.attrs["source"] = method
     episodes.attrs["method"] = ("self-report" + (f":{rater}" if rater is not None else "")
                                 if method == "self-report" else "observer")
