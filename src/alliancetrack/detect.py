@@ -44,13 +44,17 @@ def detect_episodes(data, method: str = "rules", rule: str | DipRecoveryRule = "
 
     Parameters
     ----------
-    data : AllianceData or DataFrame
+    data : AllianceData, DataFrame, PSQData or ObserverData
         From :func:`alliancetrack.read_alliance`, or a long DataFrame with
-        columns ``patient, session, alliance``.
-    method : {"rules", "changepoint"}
+        columns ``patient, session, alliance``; for the self-report and
+        observer methods, from :func:`alliancetrack.read_psq` /
+        :func:`alliancetrack.read_3rs`.
+    method : {"rules", "changepoint", "self-report", "observer"}
         ``"rules"``: a dip-and-recovery rule (see :mod:`alliancetrack.rules`
         for the exact semantics).  ``"changepoint"``: change-point detection
         with ``ruptures`` (see :mod:`alliancetrack.changepoint`).
+        ``"self-report"`` (PSQ) and ``"observer"`` (3RS): within-session
+        ruptures reported or coded (see :mod:`alliancetrack.reported`).
     rule : str or DipRecoveryRule
         With ``method="rules"``: a preset name from
         :data:`alliancetrack.PRESETS` or a rule object.
@@ -58,7 +62,9 @@ def detect_episodes(data, method: str = "rules", rule: str | DipRecoveryRule = "
         With ``method="rules"``: fields of the rule to override
         (e.g. ``threshold=1.5, repair_window=3``).  With
         ``method="changepoint"``: options of the change-point detector
-        (``penalty``, ``model``, ``min_size``, ...).  A Dask DataFrame
+        (``penalty``, ``model``, ``min_size``, ...).  With the self-report
+        and observer methods: their cutoffs (``tension_cutoff``,
+        ``significance_cutoff``, ...).  A Dask DataFrame
         ``data`` is processed out of core and gives a Dask DataFrame; see
         :func:`alliancetrack.dask_engine.detect_episodes_dask` for its options.
 
