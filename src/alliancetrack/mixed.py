@@ -688,6 +688,33 @@ def _rename(term: str) -> str:
     return "(Intercept)" if term in ("Intercept", "const") else term
 
 
+def wald_table(names, estimates, se, alpha: float = 0.05) -> pd.DataFrame:
+    """Tidy Wald table: ``term, estimate, se, statistic (z), p_value, ci_low, ci_high``.
+
+    Examples
+    --------
+    >>> from alliancetrack.mixed import wald_table
+    >>> wald_table(["Intercept", "x"], [1.0, 0.5], [0.5, 0.25])[["term", "statistic"]]
+              term  statistic
+    0  (Intercept)        2.0
+    1            x        2.0
+    """
+    estimates = np.asarray(estimates, dtype=float)
+    se = np.asarray(se, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = estimates / se
+    q = stats.norm.ppf(1 - alpha / 2)
+    return pd.DataFrame({
+        "term": [_rename(n) for n in names],
+        "estimate": estimates,
+        "se": se,
+        "statistic": z,
+        "p_value": 2 * stats.norm.sf(np.abs(z)),
+        "ci_low": estimates - q * se,
+        "ci_high": estimates + q * se,
+    })
+
+
 @dataclass(frozen=True)
 class MixedResult:
     """Result of :func:`fit_mixed`.
@@ -1250,19 +1277,7 @@ def fit_mixed(
         singular = True
 
     se = np.sqrt(np.clip(np.diag(cov_fe), 0, None))
-    z = fe / se
-    q = stats.norm.ppf(1 - alpha / 2)
-    coefs = pd.DataFrame(
-        {
-            "term": [_rename(n) for n in fe_names],
-            "estimate": fe,
-            "se": se,
-            "statistic": z,
-            "p_value": 2 * stats.norm.sf(np.abs(z)),
-            "ci_low": fe - q * se,
-            "ci_high": fe + q * se,
-        }
-    )
+    coefs = wald_table(fe_names, fe, se, alpha)
     att = pd.DataFrame(
         [
             {

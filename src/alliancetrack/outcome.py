@@ -25,10 +25,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .errors import AllianceDataError
-from .mixed import MixedResult, _rename, effect_size_from_t, fit_mixed
+from .mixed import MixedResult, _rename, effect_size_from_t, fit_mixed, wald_table
 
 __all__ = [
     "DroppedPatientsWarning",
@@ -632,21 +631,7 @@ def fit_gee_logistic(
             f"Columns available: {list(df.columns)}."
         ) from exc
     res = model.fit()
-    q = stats.norm.ppf(1 - alpha / 2)
-    b = np.asarray(res.params)
-    se = np.asarray(res.bse)
-    z = b / se
-    coefs = pd.DataFrame(
-        {
-            "term": [_rename(n) for n in model.exog_names],
-            "estimate": b,
-            "se": se,
-            "statistic": z,
-            "p_value": 2 * stats.norm.sf(np.abs(z)),
-            "ci_low": b - q * se,
-            "ci_high": b + q * se,
-        }
-    )
+    coefs = wald_table(model.exog_names, res.params, res.bse, alpha)
     coefs["odds_ratio"] = np.exp(coefs["estimate"])
     coefs["or_ci_low"] = np.exp(coefs["ci_low"])
     coefs["or_ci_high"] = np.exp(coefs["ci_high"])
