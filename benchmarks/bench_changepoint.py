@@ -33,7 +33,7 @@ from alliancetrack.changepoint import _noise_sd_rows, bic_penalty, detect_change
 from alliancetrack.compare import compare_episodes
 from alliancetrack.fast_pelt import pelt_l2_batch
 
-REF = Path("/work/shared/reference")
+REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
 
 
 def make_series(n_patients: int, n_sessions: int = 20, seed: int = 0) -> np.ndarray:
