@@ -112,8 +112,8 @@ def _html_table(df: pd.DataFrame, name: str, max_rows: int | None = None) -> str
         note = (f'<p class="note">First {max_rows} of {len(rows)} rows shown; all rows are '
                 f"in <code>{name}.csv</code>.</p>")
         rows = rows[:max_rows]
-    return (f'<table class="data" id="table-{name}" data-csv="{name}.csv">'
-            f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{note}")
+    return (f'<div class="scroll"><table class="data" id="table-{name}" data-csv="{name}.csv">'
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>{note}")
 
 
 def _figure_png(plot, path: Path, dpi: int = 150) -> str:
@@ -132,6 +132,7 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;
 margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+div.scroll{overflow-x:auto;max-width:100%}
 table.data{border-collapse:collapse;font-size:.85em;margin:.6em 0}
 table.data th,table.data td{border:1px solid #ddd;padding:.25em .5em;text-align:right}
 table.data th{background:#f3f3f3}table.data td:first-child,table.data th:first-child{text-align:left}
