@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..sudden import describe_sudden_changes, sudden_changes
 from .common import add_data_arguments, load_data
 
 __all__ = ["register", "run"]
@@ -73,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     Raises :class:`~alliancetrack.errors.AllianceDataError` for unusable data
     (the main CLI prints it as one line).
     """
+    from ..sudden import describe_sudden_changes, sudden_changes  # noqa: PLC0415 (scipy)
+
     data = load_data(args)
     intervals, changes = sudden_changes(
         data,

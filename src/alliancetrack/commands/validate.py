@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..validation import power_analysis, validation_study
-
 __all__ = ["register", "run"]
 
 
@@ -80,6 +78,8 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..validation import power_analysis, validation_study  # noqa: PLC0415 (statsmodels)
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     res = validation_study(args.noise, args.depth, n_patients=args.n_patients, n_reps=args.reps,
