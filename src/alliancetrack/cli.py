@@ -19,7 +19,15 @@ __all__ = ["main", "build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every sub-command registered."""
+    """The argument parser with every sub-command registered.
+
+    Examples
+    --------
+    >>> from alliancetrack.cli import build_parser
+    >>> args = build_parser().parse_args(["detect", "ratings.csv", "--rule", "rci"])
+    >>> args.rule, args.method
+    ('rci', 'rules')
+    """
     parser = argparse.ArgumentParser(
         prog="alliancetrack",
         description="Detect therapeutic-alliance rupture-repair episodes in repeated alliance "

@@ -54,6 +54,16 @@ class AllianceData:
         Every input patient id, analysed or excluded.
     min_timepoints : int
         Minimum number of rated sessions for a patient to be analysed.
+
+    Examples
+    --------
+    >>> import pandas as pd, alliancetrack as at
+    >>> data = at.read_alliance(pd.DataFrame({"patient": [1, 1, 1, 2], "session": [1, 2, 3, 1],
+    ...                                       "alliance": [4.0, 3.0, 4.5, 3.5]}))
+    >>> data.patients.tolist(), data.analysed_patients.tolist()
+    ([1, 2], [1])
+    >>> data.excluded["reason"].tolist()
+    ['fewer than 3 rated sessions (1 rated)']
     """
 
     frame: pd.DataFrame
@@ -398,7 +408,14 @@ def _adjacent_duplicates(out: pd.DataFrame, keys: list[str]) -> np.ndarray:
 
 
 def patient_codes(patient: pd.Series | np.ndarray) -> np.ndarray:
-    """Codes 0, 1, ... of the patients of a frame sorted by patient (one pass, no hashing)."""
+    """Codes 0, 1, ... of the patients of a frame sorted by patient (one pass, no hashing).
+
+    Examples
+    --------
+    >>> from alliancetrack.data import patient_codes
+    >>> patient_codes(["a", "a", "b", "c", "c"]).tolist()
+    [0, 0, 1, 2, 2]
+    """
     p = np.asarray(patient)
     if len(p) == 0:
         return np.zeros(0, dtype=np.int64)

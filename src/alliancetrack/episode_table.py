@@ -32,7 +32,14 @@ _FLOAT = ("rupture_session", "nadir_session", "nadir_level", "pre_level", "depth
 
 
 def empty_episodes(patient_dtype=None) -> pd.DataFrame:
-    """An episode table with no rows and the standard columns."""
+    """An episode table with no rows and the standard columns.
+
+    Examples
+    --------
+    >>> from alliancetrack.episode_table import EPISODE_COLUMNS, empty_episodes
+    >>> list(empty_episodes().columns) == list(EPISODE_COLUMNS)
+    True
+    """
     return finalize_episodes(
         pd.DataFrame({c: pd.Series([], dtype=object) for c in EPISODE_COLUMNS}),
         patient_dtype=patient_dtype,
@@ -46,6 +53,20 @@ def finalize_episodes(df: pd.DataFrame, patient_dtype=None) -> pd.DataFrame:
     missing; ``episode`` is renumbered 1, 2, ... within patient in time order;
     ``sessions_to_repair`` is recomputed from the sessions.  Extra columns are
     kept after the standard ones.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from alliancetrack.episode_table import finalize_episodes
+    >>> raw = pd.DataFrame({"patient": [1, 1], "method": "mine", "rupture_session": [9, 3],
+    ...                     "nadir_session": [9, 4], "nadir_level": [2.0, 2.5],
+    ...                     "pre_level": [4.0, 4.0], "depth": [2.0, 1.5],
+    ...                     "repair_session": [None, 6], "repaired": [False, True],
+    ...                     "censored": [True, False]})
+    >>> finalize_episodes(raw)[["episode", "rupture_session", "sessions_to_repair"]]
+       episode  rupture_session  sessions_to_repair
+    0        1              3.0                 3.0
+    1        2              9.0                 NaN
     """
     df = df.copy()
     if "source" not in df:

@@ -32,6 +32,16 @@ def pack_series(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray
     Returns ``(ids, lengths, X, S)``: patient ids (one per row of the
     matrices), number of rated sessions, scores and session numbers, with
     NaN padding after each patient's last rated session.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from alliancetrack.rule_detection import pack_series
+    >>> f = pd.DataFrame({"patient": [1, 1, 1, 2], "session": [1, 2, 4, 1],
+    ...                   "alliance": [4.0, None, 3.0, 5.0]})
+    >>> ids, lengths, X, S = pack_series(f)
+    >>> ids.tolist(), lengths.tolist(), X.tolist(), S.tolist()
+    ([1, 2], [2, 1], [[4.0, 3.0], [5.0, nan]], [[1.0, 4.0], [1.0, nan]])
     """
     rated = frame["alliance"].notna().to_numpy()
     pid = frame["patient"].to_numpy()[rated]
@@ -62,6 +72,14 @@ def rule_thresholds(rule: DipRecoveryRule, X: np.ndarray, lengths: np.ndarray,
 
     ``sample_sd``: the SD of all analysed ratings, when computed elsewhere (the
     Dask engine computes it over the whole cohort); by default from ``X``.
+
+    Examples
+    --------
+    >>> import numpy as np, alliancetrack as at
+    >>> from alliancetrack.rule_detection import rule_thresholds
+    >>> X = np.array([[4.0, 3.0, 5.0], [2.0, 2.0, np.nan]])
+    >>> rule_thresholds(at.PRESETS["stiles-2sd"], X, np.array([3, 2]), None).round(3).tolist()
+    [2.0, 0.0]
     """
     n = X.shape[0]
     if rule.unit == "points":
@@ -129,6 +147,16 @@ def detect_rule_episodes(frame: pd.DataFrame, rule: DipRecoveryRule, scale: Scal
     patient then session.  Returns the raw episode columns (without
     ``episode`` numbering; see :func:`alliancetrack.detect_episodes`).
     ``sample_sd`` is passed to :func:`rule_thresholds`.
+
+    Examples
+    --------
+    >>> import pandas as pd, alliancetrack as at
+    >>> from alliancetrack.rule_detection import detect_rule_episodes
+    >>> f = pd.DataFrame({"patient": 1, "session": range(1, 7),
+    ...                   "alliance": [4.0, 4.0, 2.0, 3.0, 4.0, 4.0]})
+    >>> ep = detect_rule_episodes(f, at.PRESETS["strauss-1sd"], None)
+    >>> ep[["rupture_session", "repair_session", "depth"]].values.tolist()
+    [[3.0, 5.0, 2.0]]
     """
     ids, lengths, X, S = pack_series(frame)
     sign = 1.0 if higher_is_better else -1.0

@@ -60,6 +60,7 @@ def _episodes(args, data):
 
 
 def run_detect(args: argparse.Namespace) -> int:
+    """``alliancetrack detect``: write the episode table."""
     if args.engine == "dask":
         return run_dask(args, "detect")
     data = load_data(args)
@@ -69,6 +70,7 @@ def run_detect(args: argparse.Namespace) -> int:
 
 
 def run_predictors(args: argparse.Namespace) -> int:
+    """``alliancetrack predictors``: write one row per patient."""
     if args.engine == "dask":
         return run_dask(args, "predictors")
     data = load_data(args)
@@ -77,6 +79,7 @@ def run_predictors(args: argparse.Namespace) -> int:
 
 
 def run_presets(args: argparse.Namespace) -> int:
+    """``alliancetrack presets``: print every preset with its parameters and citation."""
     for name, rule in PRESETS.items():
         print(f"{name}\n  {rule!r}\n  {rule.describe()}\n  {rule.citation}\n")
     print("Override fields with --set FIELD=VALUE (detect, predictors) or "
@@ -85,6 +88,7 @@ def run_presets(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    """``alliancetrack demo``: the whole pipeline on the example data."""
     from ..demo import run_demo as demo  # noqa: PLC0415 - heavy imports only when used
 
     demo(Path(args.out), quiet=args.quiet)
