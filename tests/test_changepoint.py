@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import ruptures as rpt
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import alliancetrack as at
 from alliancetrack.changepoint import (
@@ -234,3 +236,40 @@ def test_cohort101_detection_against_truth():
     row = res.overall.iloc[0]
     assert row["n_patients"] == 120
     assert row["recall"] > 0.7 and row["precision"] > 0.6 and row["kappa"] > 0.6
+
+
+@st.composite
+def _segmented_patients(draw):
+    patients = []
+    for _ in range(draw(st.integers(1, 6))):
+        n = draw(st.integers(2, 14))
+        values = draw(st.lists(st.integers(12, 60), min_size=n, max_size=n))
+        cuts = sorted(draw(st.sets(st.integers(1, n - 1), max_size=n - 1)))
+        gaps = draw(st.lists(st.integers(1, 3), min_size=n, max_size=n))
+        shift = draw(st.sampled_from([1 / 12, 0.25, 0.5, 1.0]))
+        patients.append((np.array(values) / 12, np.cumsum(gaps), cuts + [n], shift))
+    return patients
+
+
+@settings(max_examples=400, deadline=None)
+@given(_segmented_patients(), st.sampled_from([0.25, 0.5, 1.0]), st.booleans())
+def test_batch_episode_mapping_equals_the_per_patient_mapping(patients, fraction, up):
+    from alliancetrack.changepoint import _episodes_batch
+
+    expected = []
+    for i, (values, sessions, bkps, shift) in enumerate(patients):
+        for ep in episodes_from_segments(values, sessions, bkps, min_shift=shift,
+                                         repair_fraction=fraction, higher_is_better=up):
+            expected.append({"row": i, **ep})
+    lengths = np.array([len(p[0]) for p in patients])
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    got = _episodes_batch(np.concatenate([p[0] for p in patients]),
+                          np.concatenate([p[1] for p in patients]), starts, lengths,
+                          [p[2] for p in patients], np.array([p[3] for p in patients]),
+                          fraction, up)
+    got = pd.DataFrame(got)
+    want = pd.DataFrame(expected, columns=list(got.columns))
+    assert len(got) == len(want)
+    if len(want):
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), want.astype(got.dtypes),
+                                      check_exact=True)

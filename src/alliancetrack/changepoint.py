@@ -414,6 +414,97 @@ def episodes_from_segments(values, sessions, bkps, *, min_shift: float,
     return out
 
 
+def _episodes_batch(values: np.ndarray, sessions: np.ndarray, starts: np.ndarray,
+                    lengths: np.ndarray, bkps: Sequence[Sequence[int]], shifts: np.ndarray,
+                    repair_fraction: float, higher_is_better: bool) -> dict[str, np.ndarray]:
+    """:func:`episodes_from_segments` for every patient at once (no loop over patients).
+
+    ``values``/``sessions`` hold all patients' observed scores back to back
+    (patient *i* at ``starts[i]:starts[i] + lengths[i]``), ``bkps[i]`` their
+    breakpoints and ``shifts[i]`` the minimum drop in scale units.  The
+    segment state machine steps over segment positions, vectorised over
+    patients; tests check it equals :func:`episodes_from_segments` patient by
+    patient.  Returns episode columns plus ``row`` (the patient's index).
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    y = sign * values
+    n_seg = np.fromiter((len(b) for b in bkps), dtype=np.int64, count=len(bkps))
+    ends_rel = np.fromiter((e for b in bkps for e in b), dtype=np.int64, count=int(n_seg.sum()))
+    pat_of_seg = np.repeat(np.arange(len(bkps)), n_seg)
+    seg_end = starts[pat_of_seg] + ends_rel
+    first_seg = np.concatenate([[0], np.cumsum(n_seg)[:-1]])
+    seg_start = np.empty_like(seg_end)
+    seg_start[1:] = seg_end[:-1]
+    seg_start[first_seg] = starts
+    # segments tile `values`, so reduceat adds exactly as the per-patient version does
+    means = np.add.reduceat(y, seg_start) / (seg_end - seg_start)
+    width = int(n_seg.max()) if len(n_seg) else 0
+    k_in = np.arange(len(seg_end)) - first_seg[pat_of_seg]
+    M = np.full((len(bkps), width), np.nan)
+    M[pat_of_seg, k_in] = means
+    B = np.zeros((len(bkps), width), dtype=np.int64)
+    B[pat_of_seg, k_in] = seg_start
+
+    n = len(bkps)
+    is_open = np.zeros(n, dtype=bool)
+    pre = np.zeros(n)
+    low = np.zeros(n)
+    rup = np.zeros(n, dtype=np.int64)
+    rec_row, rec_rup, rec_rep, rec_pre = [], [], [], []
+    for k in range(1, width):
+        valid = k < n_seg
+        m = M[:, k]
+        low = np.where(is_open & valid, np.minimum(low, m), low)
+        rep = is_open & valid & (m >= low + repair_fraction * (pre - low))
+        idx = np.flatnonzero(rep)
+        rec_row.append(idx)
+        rec_rup.append(rup[idx])
+        rec_rep.append(np.full(idx.size, k))
+        rec_pre.append(pre[idx])
+        is_open &= ~rep
+        new = valid & ~is_open & ~rep & (M[:, k - 1] - m >= shifts)
+        is_open |= new
+        pre = np.where(new, M[:, k - 1], pre)
+        low = np.where(new, m, low)
+        rup = np.where(new, k, rup)
+    idx = np.flatnonzero(is_open)
+    rec_row.append(idx)
+    rec_rup.append(rup[idx])
+    rec_rep.append(np.full(idx.size, -1))
+    rec_pre.append(pre[idx])
+    row = np.concatenate(rec_row)
+    rup_k = np.concatenate(rec_rup)
+    rep_k = np.concatenate(rec_rep)
+    pre_v = np.concatenate(rec_pre)
+    order = np.lexsort((rup_k, row))
+    row, rup_k, rep_k, pre_v = row[order], rup_k[order], rep_k[order], pre_v[order]
+    repaired = rep_k >= 0
+    first = B[row, rup_k]
+    stop = np.where(repaired, B[row, np.maximum(rep_k, 0)], starts[row] + lengths[row])
+    # nadir: first position of the lowest score in [first, stop)
+    span = stop - first
+    gather = np.repeat(first - np.concatenate([[0], np.cumsum(span)[:-1]]), span) + \
+        np.arange(int(span.sum()))
+    owner = np.repeat(np.arange(len(row)), span)
+    g = y[gather]
+    lows = np.minimum.reduceat(g, np.concatenate([[0], np.cumsum(span)[:-1]])) if len(row) \
+        else np.zeros(0)
+    at_low = np.flatnonzero(g == lows[owner])
+    _, first_hit = np.unique(owner[at_low], return_index=True)
+    nadir_idx = gather[at_low[first_hit]]
+    return {
+        "row": row,
+        "rupture_session": sessions[first],
+        "nadir_session": sessions[nadir_idx],
+        "nadir_level": sign * y[nadir_idx],
+        "pre_level": sign * pre_v,
+        "depth": pre_v - y[nadir_idx],
+        "repair_session": np.where(repaired, sessions[np.where(repaired, stop, 0)], np.nan),
+        "repaired": repaired,
+        "censored": ~repaired,
+    }
+
+
 def _validate(model, search, min_size, jump, n_bkps, shift_unit, penalty) -> None:
     if model not in MODELS:
         raise AllianceDataError(_bad_choice("model", model, MODELS))
@@ -585,6 +676,8 @@ def detect_changepoint(
         raise AllianceDataError(_bad_choice("engine", engine, ("auto", "fast", "ruptures")))
     if min_shift <= 0:
         raise AllianceDataError(f"min_shift must be positive, got {min_shift!r}.")
+    if not 0 < repair_fraction <= 1:
+        raise AllianceDataError(f"repair_fraction must be in (0, 1], got {repair_fraction!r}.")
     ad: AllianceData = as_alliance_data(data)
     patient_dtype = ad.frame["patient"].dtype
     packed = _pack(ad)
@@ -642,20 +735,20 @@ def detect_changepoint(
                "params": params}
         bkps = _segment_ruptures(signals, list(pens), gammas, n_bkps, cfg, n_jobs)
 
-    rows_out: list[dict] = []
-    for i in range(n_pat):
-        if len(bkps[i]) < 2:  # one segment: no shift, no episode
-            continue
-        s, n = starts[i], lengths[i]
-        shift = min_shift * sigma[i] if shift_unit == "sd" else float(min_shift)
-        for ep in episodes_from_segments(values[s:s + n], sessions[s:s + n], bkps[i],
-                                         min_shift=shift, repair_fraction=repair_fraction,
-                                         higher_is_better=ad.higher_is_better):
-            ep["patient"] = uniques[codes[s]]
-            rows_out.append(ep)
-    if not rows_out:
+    multi = np.flatnonzero([len(b) >= 2 for b in bkps])  # one segment: no shift, no episode
+    if multi.size == 0:
         return empty_episodes(patient_dtype)
-    df = pd.DataFrame(rows_out)
+    shifts = min_shift * sigma[multi] if shift_unit == "sd" else np.full(multi.size,
+                                                                          float(min_shift))
+    # the chosen patients' scores back to back (positions relative to their own starts)
+    take = np.concatenate([np.arange(starts[i], starts[i] + lengths[i]) for i in multi])
+    sub_starts = np.concatenate([[0], np.cumsum(lengths[multi])[:-1]])
+    eps = _episodes_batch(values[take], np.asarray(sessions)[take], sub_starts, lengths[multi],
+                          [bkps[i] for i in multi], shifts, repair_fraction, ad.higher_is_better)
+    if len(eps["row"]) == 0:
+        return empty_episodes(patient_dtype)
+    rows = multi[eps.pop("row")]
+    df = pd.DataFrame({"patient": uniques[codes[starts[rows]]], **eps})
     df["method"] = f"changepoint:{model}"
     df["source"] = "scores"
     return finalize_episodes(df, patient_dtype=patient_dtype)
