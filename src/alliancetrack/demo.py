@@ -2,30 +2,42 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pandas as pd
 
-from .compare import compare_episodes
 from .data import read_alliance
 from .datasets import load_example
-from .detect import detect_episodes
-from .predictors import episode_predictors
-from .rules import PRESETS
 
 __all__ = ["run_demo"]
 
+_README = """alliancetrack demo on the bundled example cohort (WAI-SR, 154 patients, of whom 4 early
+drop-outs are excluded; simulated, so the true episodes are known).
+
+report.html               the whole analysis in one page (open it in a browser)
+data_summary.csv          patients, sessions, missing ratings, exclusions
+excluded.csv              patients not analysed and why
+episodes.csv              episodes of every rule preset and of change-point detection
+episode_counts.csv        episodes per method
+agreement.csv             agreement between the methods
+agreement_with_truth.csv  each method against the planted (true) episodes
+predictors.csv            one row per patient and method (counts, depth, timing, group)
+predictors_primary.csv    the same for stiles-2sd only; predictor_groups.csv: group sizes
+model.csv                 bdi_post ~ bdi_pre + n_repaired + n_unrepaired + (1 | therapist)
+                          with the stiles-2sd predictors; model_dropped.csv lists the patients
+                          not in the model and why
+figures/                  the report's figures as PNG
+"""
+
 
 def run_demo(out: str | Path = "demo-output", quiet: bool = False) -> dict[str, Path]:
-    """Run detection, predictors, agreement and the outcome model on the example cohort.
+    """Run the whole pipeline on the example cohort and write its outputs.
 
-    Writes into ``out``: ``data_summary.csv``, ``excluded.csv``,
-    ``episodes.csv`` (every preset and change points), ``predictors.csv``
-    (per patient and method), ``agreement_with_truth.csv`` (each method
-    against the planted episodes), ``outcome_model.csv`` (the
-    ``stiles-2sd`` predictors in the outcome model), figures when plotting
-    is available, and ``README.txt`` saying what each file holds.
+    Writes the HTML report of :func:`alliancetrack.write_report` with every
+    detection method, the per-patient predictors and the outcome model, plus
+    ``agreement_with_truth.csv`` (each method against the planted episodes,
+    which only simulated data have) and ``README.txt`` saying what each file
+    holds.
 
     Returns the paths written, by name.
 
@@ -34,94 +46,33 @@ def run_demo(out: str | Path = "demo-output", quiet: bool = False) -> dict[str, 
     >>> import tempfile
     >>> from alliancetrack.demo import run_demo
     >>> paths = run_demo(tempfile.mkdtemp(), quiet=True)
-    >>> sorted(paths)[:3]
-    ['README', 'agreement_with_truth', 'data_summary']
+    >>> paths["report"].name, paths["agreement_with_truth"].name
+    ('report.html', 'agreement_with_truth.csv')
     """
+    from .compare import compare_episodes  # noqa: PLC0415 - heavy modules only when used
+    from .report import write_report  # noqa: PLC0415
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     say = (lambda *a: None) if quiet else print
     ex = load_example()
     data = read_alliance(ex.sessions, therapist="therapist", scale="wai-sr")
     say(f"example data: {data!r}")
-    written: dict[str, Path] = {}
+    written = write_report(data, out, outcomes=ex.outcomes, outcome="bdi_post",
+                           baseline="bdi_pre", title="alliancetrack demo: example cohort",
+                           progress=not quiet)
 
-    def save(name: str, df: pd.DataFrame) -> None:
-        path = out / f"{name}.csv"
-        df.to_csv(path, index=False)
-        written[name] = path
-
-    frame = data.frame
-    save("data_summary", pd.DataFrame({
-        "patients": [len(data.patients)],
-        "analysed": [len(data.analysed_patients)],
-        "excluded": [len(data.excluded)],
-        "sessions": [len(frame)],
-        "rated_sessions": [int(frame["alliance"].notna().sum())],
-        "missing_ratings": [int(frame["alliance"].isna().sum())],
-        "therapists": [frame["therapist"].nunique()],
-    }))
-    save("excluded", data.excluded)
-
-    tables = {name: detect_episodes(data, rule=name) for name in PRESETS}
-    tables["changepoint"] = detect_episodes(data, method="changepoint")
-    episodes = pd.concat(tables.values(), ignore_index=True)
-    save("episodes", episodes)
-    predictors = pd.concat([episode_predictors(data, t) for t in tables.values()],
-                           ignore_index=True)
-    save("predictors", predictors)
-
+    episodes = pd.read_csv(written["episodes"])
     rows = []
-    for name, table in tables.items():
+    for method, table in episodes.groupby("method", sort=False):
         cmp = compare_episodes(table, ex.truth, tolerance=1, patients=data)
-        overall = cmp.overall.iloc[0].to_dict() if isinstance(cmp.overall, pd.DataFrame) \
-            else dict(cmp.overall)
-        rows.append({"method": table["method"].iloc[0] if len(table) else name,
-                     "episodes": len(table), **overall})
+        rows.append({"method": method, **cmp.overall.iloc[0].to_dict()})
     agreement = pd.DataFrame(rows)
-    save("agreement_with_truth", agreement)
-    say(f"episodes found per method: {dict(zip(agreement['method'], agreement['episodes'], strict=True))}")
-
-    try:
-        from .outcome import outcome_model  # noqa: PLC0415
-    except ImportError:  # pragma: no cover - modelling module not installed
-        outcome_model = None
-    if outcome_model is not None:
-        stiles = predictors[predictors["method"] == "rules:stiles-2sd"]
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            fit = outcome_model(stiles, ex.outcomes, outcome="bdi_post", baseline="bdi_pre",
-                                predictors=["n_repaired", "n_unrepaired"], groups="therapist")
-        save("outcome_model", fit.coefs)
-        save("outcome_model_dropped", fit.dropped)
-        for w in caught:
-            say(f"note: {w.message}")
-
-    try:
-        from . import plots  # noqa: PLC0415
-    except ImportError:
-        plots = None
-    if plots is not None and hasattr(plots, "plot_trajectories"):
-        stiles_ep = tables["stiles-2sd"]
-        with_eps = stiles_ep["patient"].drop_duplicates().head(8).tolist()
-        fig = plots.plot_trajectories(data, stiles_ep, patients=with_eps)
-        path = out / "trajectories.png"
-        fig.save(path, width=8, height=5, dpi=120, verbose=False)
-        written["trajectories"] = path
-
-    readme = out / "README.txt"
-    readme.write_text(
-        "alliancetrack demo on the bundled example cohort (WAI-SR, 154 patients).\n"
-        "data_summary.csv        patients, sessions, missing ratings, exclusions\n"
-        "excluded.csv            patients not analysed and why\n"
-        "episodes.csv            episodes of every rule preset and the change-point method\n"
-        "predictors.csv          one row per patient and method (counts, depth, timing, group)\n"
-        "agreement_with_truth.csv  each method against the planted episodes\n"
-        "outcome_model.csv       bdi_post ~ bdi_pre + n_repaired + n_unrepaired + (1|therapist)\n"
-        "                        with stiles-2sd predictors; outcome_model_dropped.csv lists the\n"
-        "                        patients not in the model and why\n"
-        "trajectories.png        eight patients with their stiles-2sd episodes\n",
-        encoding="utf-8",
-    )
-    written["README"] = readme
-    say(f"wrote {len(written)} files to {out}")
+    written["agreement_with_truth"] = out / "agreement_with_truth.csv"
+    agreement.to_csv(written["agreement_with_truth"], index=False)
+    (out / "README.txt").write_text(_README, encoding="utf-8")
+    written["README"] = out / "README.txt"
+    for row in agreement.itertuples():
+        say(f"{row.method:<20} {int(row.n_episodes_a):>4} episodes; against the truth: "
+            f"precision {row.precision:.2f}, recall {row.recall:.2f}, F1 {row.f1:.2f}")
+    say(f"wrote {len(written)} files to {out}; open {written['report']}")
     return written
