@@ -128,10 +128,16 @@ def episode_predictors(data, episodes: pd.DataFrame) -> pd.DataFrame:
     repaired = rep_status.fillna(False).astype(bool)
     unrepaired = (~rep_status).fillna(False).astype(bool)
     g = ep.groupby("patient", sort=False)
+
+    def per_patient(mask) -> pd.Series:
+        """Number of episodes per input patient for which ``mask`` holds."""
+        flags = pd.Series(np.asarray(mask, dtype=bool), index=ep.index)
+        return flags.groupby(ep["patient"], sort=False).sum().reindex(patients, fill_value=0)
+
     n_rup = g.size().reindex(patients, fill_value=0)
-    n_rep = repaired.groupby(ep["patient"], sort=False).sum().reindex(patients, fill_value=0)
-    cens = ep["censored"].astype(bool) if "censored" in ep else pd.Series(False, index=ep.index)
-    n_cens = cens.groupby(ep["patient"], sort=False).sum().reindex(patients, fill_value=0)
+    n_rep = per_patient(repaired)
+    n_cens = per_patient(ep["censored"].astype(bool)) if "censored" in ep else per_patient(
+        np.zeros(len(ep), dtype=bool))
     mean_depth = g["depth"].mean().reindex(patients)
     max_depth = g["depth"].max().reindex(patients)
     first = g["rupture_session"].min().reindex(patients)
@@ -149,7 +155,7 @@ def episode_predictors(data, episodes: pd.DataFrame) -> pd.DataFrame:
         phase = pd.Series(np.where(first.notna(), rank / n_sessions.to_numpy(), np.nan),
                           index=patients)
 
-    n_unrep = unrepaired.groupby(ep["patient"], sort=False).sum().reindex(patients, fill_value=0)
+    n_unrep = per_patient(unrepaired)
     n_unknown = n_rup - n_rep - n_unrep
     group = np.where(n_rup.to_numpy() == 0, "no_rupture",
                      np.where(n_unrep.to_numpy() > 0, "unrepaired",
@@ -184,17 +190,13 @@ def episode_predictors(data, episodes: pd.DataFrame) -> pd.DataFrame:
         # self-report / observer sources: repair status unknown, counts by type, intensity
         typ = ep["type"] if "type" in ep else pd.Series(pd.NA, index=ep.index, dtype=object)
 
-        def n_of(mask) -> pd.arrays.IntegerArray:
-            return counts(pd.Series(np.asarray(mask, dtype=bool)).groupby(
-                ep["patient"].to_numpy(), sort=False).sum().reindex(patients, fill_value=0))
-
         out["n_repair_unknown"] = counts(n_unknown)
-        out["n_withdrawal"] = n_of(typ.isin(["withdrawal", "both"]))
-        n_conf = n_of(typ.isin(["confrontation", "both"]))
+        out["n_withdrawal"] = counts(per_patient(typ.isin(["withdrawal", "both"])))
+        n_conf = counts(per_patient(typ.isin(["confrontation", "both"])))
         if source == "self-report" or sources == {"self-report"}:
             n_conf = pd.array([pd.NA] * len(patients), dtype="Int64")  # PSQ cannot tell
         out["n_confrontation"] = n_conf
-        out["n_type_unknown"] = n_of(typ.isna())
+        out["n_type_unknown"] = counts(per_patient(typ.isna()))
         inten = pd.to_numeric(ep["intensity"]).astype("float64") if "intensity" in ep else \
             pd.Series(np.nan, index=ep.index)
         gi = inten.groupby(ep["patient"], sort=False)
