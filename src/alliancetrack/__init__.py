@@ -27,9 +27,12 @@ __version__ = "0.1.0"
 _LAZY: dict[str, tuple[str, ...]] = {
     "agreement": ("source_agreement",),
     "compare": ("EpisodeComparison", "compare_episodes"),
-    "mixed": ("ConvergenceWarning", "MixedResult", "SingularFitWarning", "fit_mixed"),
-    "outcome": ("DroppedPatientsWarning", "fit_gee_logistic", "group_contrasts",
-                "outcome_model"),
+    "models.lmm": ("ConvergenceWarning", "MixedResult", "SingularFitWarning", "fit_mixed"),
+    "models.formula": ("MixedFormula", "RandomTerm", "parse_mixed_formula"),
+    "models.random_effects": ("RandomEffects", "build_random_effects"),
+    "models.results": ("ModelResult", "Summary"),
+    "outcome": ("DroppedPatientsWarning", "FewClustersWarning", "GEEResult", "OutcomeResult",
+                "fit_gee_logistic", "group_contrasts", "outcome_model"),
     "plots": ("plot_coefficients", "plot_cohort", "plot_episode_summary", "plot_trajectories"),
     "report": ("write_report",),
     "reported": ("ObserverData", "PSQData", "read_3rs", "read_psq"),
@@ -60,8 +63,19 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # static analysers see the lazy names as ordinary imports
     from .agreement import source_agreement
     from .compare import EpisodeComparison, compare_episodes
-    from .mixed import ConvergenceWarning, MixedResult, SingularFitWarning, fit_mixed
-    from .outcome import DroppedPatientsWarning, fit_gee_logistic, group_contrasts, outcome_model
+    from .models.formula import MixedFormula, RandomTerm, parse_mixed_formula
+    from .models.lmm import ConvergenceWarning, MixedResult, SingularFitWarning, fit_mixed
+    from .models.random_effects import RandomEffects, build_random_effects
+    from .models.results import ModelResult, Summary
+    from .outcome import (
+        DroppedPatientsWarning,
+        FewClustersWarning,
+        GEEResult,
+        OutcomeResult,
+        fit_gee_logistic,
+        group_contrasts,
+        outcome_model,
+    )
     from .plots import plot_coefficients, plot_cohort, plot_episode_summary, plot_trajectories
     from .report import write_report
     from .reported import ObserverData, PSQData, read_3rs, read_psq
@@ -83,6 +97,16 @@ if TYPE_CHECKING:  # static analysers see the lazy names as ordinary imports
     from .validation_plots import plot_power, plot_specification_curve, plot_validation
 
 __all__ = [
+    "Summary",
+    "ModelResult",
+    "build_random_effects",
+    "RandomEffects",
+    "parse_mixed_formula",
+    "RandomTerm",
+    "MixedFormula",
+    "OutcomeResult",
+    "GEEResult",
+    "FewClustersWarning",
     "AllianceData",
     "AllianceDataError",
     "as_alliance_data",
