@@ -326,7 +326,7 @@ class MixedResult(ModelResult):
         method of the tests, convergence and singularity, and software versions.
         """
         at_version = _package_version()
-        sizes = ", ".join(f"{n:,} {g}" for g, n in self.group_sizes.items())
+        sizes = "; ".join(f"{g}: {n:,} levels" for g, n in self.group_sizes.items())
         est = "restricted maximum likelihood (REML)" if self.reml else "maximum likelihood (ML)"
         ddf = DDF_METHODS.get(self.ddf, self.ddf)
         conv = (
