@@ -190,3 +190,41 @@ def test_legacy_vc_formula_gets_satterthwaite_df(ref):
     assert old.engine == "statsmodels"
     fx = ref[(ref["model"] == "pastes") & (ref["kind"] == "fixed")]
     assert old.coefs["df"].iloc[0] == pytest.approx(fx["df_satt"].iloc[0], rel=0.02)
+
+
+def test_outcome_model_with_eight_therapists_warns_and_uses_satterthwaite(ref):
+    d = _data("outcome8")
+    pred = d[["patient"]].assign(status="analysed", trained=d["trained"])
+    out = d[["patient", "therapist", "bdi_pre", "bdi_post"]]
+    with pytest.warns(at.FewClustersWarning, match="only 8 therapist clusters"):
+        res = at.outcome_model(pred, out, predictors=["trained"])
+    c = res.coefs.set_index("term").loc["trained"]
+    fx = ref[(ref["model"] == "outcome8") & (ref["term"] == "trained")].iloc[0]
+    assert c["df"] == pytest.approx(fx["df_satt"], rel=0.02)
+    assert c["p_value"] == pytest.approx(fx["p_satt"], rel=0.02)
+    assert res.effect_size("trained")["df"] == pytest.approx(fx["df_satt"], rel=0.02)
+    assert any("rest on 8 clusters" in n for n in res.notes)
+    s = res.summary()
+    assert "Outcome model" in str(s) and "<pre>" in s._repr_html_()
+
+
+def test_summary_object_and_conf_int():
+    fit = _fit("sleepstudy_reml")
+    s = fit.summary()
+    assert isinstance(s, at.Summary) and s.text == str(s)
+    assert "Satterthwaite" not in s.text or "satterthwaite" in s.text
+    assert "<table" in s._repr_html_()
+    ci = fit.conf_int(alpha=0.05)
+    np.testing.assert_allclose(ci["ci_low"], fit.coefs["ci_low"])
+    wide = fit.conf_int(alpha=0.01)
+    assert (wide["ci_low"] < ci["ci_low"]).all()
+
+
+def test_compare_errors():
+    a = _fit("sleepstudy_reml")
+    with pytest.raises(ValueError, match="MixedResult"):
+        a.compare("not a fit")
+    with pytest.raises(ValueError, match="same number of parameters"):
+        a.compare(a)
+    with pytest.raises(at.AllianceDataError, match="different rows"):
+        a.compare(_fit("pastes"))
