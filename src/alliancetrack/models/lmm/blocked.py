@@ -35,9 +35,9 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from ...errors import AllianceDataError
-from ..random_effects import RandomEffects
-from .optimizer import ProfileBase
+from alliancetrack.errors import AllianceDataError
+from alliancetrack.models.lmm.optimizer import ProfileBase
+from alliancetrack.models.random_effects import RandomEffects
 
 __all__ = ["BlockedProfile"]
 
