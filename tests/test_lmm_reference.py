@@ -253,3 +253,14 @@ def test_nested_blups_equal_sparse_solve():
     u = spla.spsolve((ZL.T @ ZL + sp.identity(re.q)).tocsc(), ZL.T @ r)
     fitted = X @ fit.coefs["estimate"].to_numpy() + re.Z @ (Lam @ u)
     np.testing.assert_allclose(fit.fitted, fitted, rtol=1e-6, atol=1e-6)
+
+
+def test_crossed_sparse_schur_path_equals_dense(ref, monkeypatch):
+    """Penicillin through the sparse (SuperLU) Schur complement gives lme4's fit too."""
+    from alliancetrack.models.lmm import blocked
+
+    monkeypatch.setattr(blocked, "_DENSE_MAX", 0)
+    fit = at.fit_mixed(MODELS["penicillin"][0], _data("penicillin"), ddf="wald")
+    r = ref[ref["model"] == "penicillin"]
+    assert fit.llf == pytest.approx(r.loc[r["term"] == "logLik", "estimate"].item(), abs=0.01)
+    np.testing.assert_allclose(fit.coefs["se"], r.loc[r["kind"] == "fixed", "se"], rtol=0.01)
