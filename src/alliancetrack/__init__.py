@@ -28,6 +28,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "agreement": ("source_agreement",),
     "compare": ("EpisodeComparison", "compare_episodes"),
     "mixed": ("ConvergenceWarning", "MixedResult", "SingularFitWarning", "fit_mixed"),
+    "models.gee": ("FewClustersWarning",),
     "outcome": ("DroppedPatientsWarning", "fit_gee_logistic", "group_contrasts",
                 "outcome_model"),
     "plots": ("plot_coefficients", "plot_cohort", "plot_episode_summary", "plot_trajectories"),
@@ -61,6 +62,7 @@ if TYPE_CHECKING:  # static analysers see the lazy names as ordinary imports
     from .agreement import source_agreement
     from .compare import EpisodeComparison, compare_episodes
     from .mixed import ConvergenceWarning, MixedResult, SingularFitWarning, fit_mixed
+    from .models.gee import FewClustersWarning
     from .outcome import DroppedPatientsWarning, fit_gee_logistic, group_contrasts, outcome_model
     from .plots import plot_coefficients, plot_cohort, plot_episode_summary, plot_trajectories
     from .report import write_report
@@ -97,6 +99,7 @@ __all__ = [
     "episode_predictors",
     "EpisodeComparison",
     "evaluate_detection",
+    "FewClustersWarning",
     "fit_gee_logistic",
     "fit_mixed",
     "group_contrasts",

@@ -1,0 +1,1 @@
+"""Statistical models relating rupture-repair episodes to outcomes (mixed models, GLMMs, GEE)."""
