@@ -1,1 +1,1 @@
-"""Statistical models relating rupture-repair episodes to outcomes (mixed models, GLMMs, GEE)."""
+"""Statistical models: linear mixed models (lme4 syntax), outcome models, results."""
