@@ -29,6 +29,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "compare": ("EpisodeComparison", "compare_episodes"),
     "mixed": ("ConvergenceWarning", "MixedResult", "SingularFitWarning", "fit_mixed"),
     "models.gee": ("FewClustersWarning",),
+    "models.glmm": ("GLMMResult", "fit_glmm"),
     "outcome": ("DroppedPatientsWarning", "fit_gee_logistic", "group_contrasts",
                 "outcome_model"),
     "plots": ("plot_coefficients", "plot_cohort", "plot_episode_summary", "plot_trajectories"),
@@ -63,6 +64,7 @@ if TYPE_CHECKING:  # static analysers see the lazy names as ordinary imports
     from .compare import EpisodeComparison, compare_episodes
     from .mixed import ConvergenceWarning, MixedResult, SingularFitWarning, fit_mixed
     from .models.gee import FewClustersWarning
+    from .models.glmm import GLMMResult, fit_glmm
     from .outcome import DroppedPatientsWarning, fit_gee_logistic, group_contrasts, outcome_model
     from .plots import plot_coefficients, plot_cohort, plot_episode_summary, plot_trajectories
     from .report import write_report
@@ -101,6 +103,8 @@ __all__ = [
     "evaluate_detection",
     "FewClustersWarning",
     "fit_gee_logistic",
+    "fit_glmm",
+    "GLMMResult",
     "fit_mixed",
     "group_contrasts",
     "lag_within",
