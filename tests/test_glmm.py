@@ -170,3 +170,33 @@ def test_zero_variance_reduces_to_glm(family, n_groups, per, seed):
     res = optimize.minimize(at_zero, np.zeros(2),
                             method="BFGS", options={"gtol": 1e-8})
     np.testing.assert_allclose(res.x, glm.params, atol=2e-5)
+
+
+def test_overdispersion_and_negbin_comparison_against_glmer_loglik():
+    tab = at.compare_count_models("n_ruptures_od" + COUNT_F, COUNTS)
+    lr = 2 * (FITS.loc["negbin", "loglik"] - FITS.loc["pois_od_laplace", "loglik"])
+    row = tab.set_index("family").loc["negbin"]
+    assert row["lr_stat"] == pytest.approx(lr, abs=0.05)
+    assert row["preferred"] == "negbin" and row["p_value"] < 1e-10
+    pois = tab.attrs["fits"]["poisson"]
+    od = at.overdispersion(pois)
+    y, mu = pois.response, pois.fitted
+    assert od["pearson_chi2"] == pytest.approx(np.sum((y - mu) ** 2 / mu))
+    assert od["df"] == len(COUNTS) - 3 - 1 and od["ratio"] > 1.3
+    assert at.overdispersion(_fit("pois_laplace"))["ratio"] < 1.2  # simulated as Poisson
+
+
+def test_rupture_counts_and_repair_table_from_episode_output():
+    ex = at.datasets.load_example()
+    data = at.as_alliance_data(ex.sessions)
+    episodes = at.detect_episodes(data)
+    pred = at.episode_predictors(data, episodes)
+    outcomes = ex.outcomes
+    counts = at.rupture_counts(pred, outcomes[["patient", "therapist"]])
+    assert len(counts) == len(pred) and counts["therapist"].notna().all()
+    assert (counts["n_ruptures"] == pred["n_ruptures"]).all()
+    rep = at.repair_table(episodes, outcomes[["patient", "therapist"]])
+    assert len(rep) == len(episodes)
+    cens = episodes["censored"].astype(bool).to_numpy()
+    assert rep.loc[cens, "repaired"].isna().all()
+    assert set(rep.loc[~cens, "repaired"].unique()) <= {0.0, 1.0}

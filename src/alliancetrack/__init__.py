@@ -30,6 +30,8 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "mixed": ("ConvergenceWarning", "MixedResult", "SingularFitWarning", "fit_mixed"),
     "models.gee": ("FewClustersWarning",),
     "models.glmm": ("GLMMResult", "fit_glmm"),
+    "models.glmm.helpers": ("compare_count_models", "overdispersion", "repair_table",
+                            "rupture_counts"),
     "outcome": ("DroppedPatientsWarning", "fit_gee_logistic", "group_contrasts",
                 "outcome_model"),
     "plots": ("plot_coefficients", "plot_cohort", "plot_episode_summary", "plot_trajectories"),
@@ -65,6 +67,12 @@ if TYPE_CHECKING:  # static analysers see the lazy names as ordinary imports
     from .mixed import ConvergenceWarning, MixedResult, SingularFitWarning, fit_mixed
     from .models.gee import FewClustersWarning
     from .models.glmm import GLMMResult, fit_glmm
+    from .models.glmm.helpers import (
+        compare_count_models,
+        overdispersion,
+        repair_table,
+        rupture_counts,
+    )
     from .outcome import DroppedPatientsWarning, fit_gee_logistic, group_contrasts, outcome_model
     from .plots import plot_coefficients, plot_cohort, plot_episode_summary, plot_trajectories
     from .report import write_report
@@ -90,6 +98,7 @@ __all__ = [
     "AllianceData",
     "AllianceDataError",
     "as_alliance_data",
+    "compare_count_models",
     "compare_episodes",
     "ConvergenceWarning",
     "datasets",
@@ -111,6 +120,7 @@ __all__ = [
     "MixedResult",
     "ObserverData",
     "outcome_model",
+    "overdispersion",
     "plot_coefficients",
     "plot_cohort",
     "plot_episode_summary",
@@ -125,6 +135,8 @@ __all__ = [
     "PSQData",
     "read_3rs",
     "read_alliance",
+    "repair_table",
+    "rupture_counts",
     "read_psq",
     "reliable_change_cutoff",
     "rupture_definitions",

@@ -136,6 +136,7 @@ class EngineFit:
     singular: bool
     vcov: np.ndarray
     u: np.ndarray
+    mu: np.ndarray
     message: str
     attempts: list = field(default_factory=list)
 
@@ -227,4 +228,4 @@ def fit_engine(
     )
 
     return EngineFit(x=x, deviance=dev, converged=converged, singular=singular, vcov=V,
-                     u=st.u, message=msg, attempts=attempts)
+                     u=st.u, mu=st.mu, message=msg, attempts=attempts)

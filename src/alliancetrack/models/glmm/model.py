@@ -53,6 +53,9 @@ class GLMMResult:
         Negative-binomial dispersion (``glmer.nb``'s theta; ``nan`` otherwise).
     converged, singular : bool
         Optimum verified; random-effect variance at zero (lme4's ``isSingular``).
+    fitted, response : ndarray
+        Conditional means (given the predicted random effects) and the response
+        (proportions for binomial) of the model rows.
     """
 
     formula: str
@@ -70,6 +73,8 @@ class GLMMResult:
     vcov: np.ndarray = field(repr=False)
     theta_re: np.ndarray = field(repr=False)
     ranef: np.ndarray = field(repr=False)
+    fitted: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    response: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     message: str = ""
     attempts: list = field(default_factory=list, repr=False)
 
@@ -364,5 +369,5 @@ def fit_glmm(
         converged=ef.converged, singular=ef.singular, nobs=len(d),
         n_groups={t.name: t.n_levels for t in rand.terms}, n_dropped=n_dropped,
         vcov=ef.vcov, theta_re=theta_re, ranef=rand.lambda_matrix(theta_re) @ ef.u,
-        message=ef.message, attempts=ef.attempts,
+        fitted=ef.mu, response=y, message=ef.message, attempts=ef.attempts,
     )
