@@ -68,6 +68,8 @@ class GLMMObjective:
         self.best = np.inf
         self.n_eval = 0
         self.pirls_failures = 0
+        self._const_for = None
+        self._const = None
 
     def split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, Family]:
         theta = x[: self.ntheta]
@@ -78,12 +80,16 @@ class GLMMObjective:
     def evaluate(self, x: np.ndarray) -> tuple[float, Any]:
         theta, beta, fam = self.split(np.asarray(x, float))
         self.system.set_theta(theta)
-        st = pirls(self.system, fam, self.y, self.wt, self.X @ beta + self.offset, self.u_base)
+        if self._const_for != fam.theta:
+            self._const = fam.constant(self.y, self.wt)
+            self._const_for = fam.theta
+        st = pirls(self.system, fam, self.y, self.wt, self.X @ beta + self.offset, self.u_base,
+                   const=self._const)
         self.n_eval += 1
         if not st.converged:
             self.pirls_failures += 1
         if self.nagq > 1:
-            dev = agq_deviance(st, self.system, fam, self.y, self.wt, self.nagq)
+            dev = agq_deviance(st, self.system, fam, self.y, self.wt, self.nagq, self._const)
         else:
             dev = laplace_deviance(st, self.system)
         return (dev if np.isfinite(dev) else np.inf), st

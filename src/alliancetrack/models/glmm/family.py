@@ -47,19 +47,29 @@ class Family:
 
         Binomial: ``y`` is the proportion of successes, ``wt`` the number of trials.
         """
+        return self.kernel(y, mu, wt) + self.constant(y, wt)
+
+    def kernel(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray) -> np.ndarray:
+        """The part of :meth:`loglik` that depends on ``mu``."""
         if self.name == "binomial":
             k = wt * y
             with np.errstate(divide="ignore", invalid="ignore"):
                 ll = k * np.log(mu) + (wt - k) * np.log1p(-mu)
-            const = gammaln(wt + 1) - gammaln(k + 1) - gammaln(wt - k + 1)
-            return np.where(wt > 0, ll + const, 0.0)
+            return np.where(wt > 0, ll, 0.0)
         if self.name == "poisson":
-            return wt * (y * np.log(mu) - mu - gammaln(y + 1))
+            return wt * (y * np.log(mu) - mu)
+        return wt * (y * np.log(mu) - (self.theta + y) * np.log(self.theta + mu))
+
+    def constant(self, y: np.ndarray, wt: np.ndarray) -> np.ndarray:
+        """The part of :meth:`loglik` that does not depend on ``mu``."""
+        if self.name == "binomial":
+            k = wt * y
+            const = gammaln(wt + 1) - gammaln(k + 1) - gammaln(wt - k + 1)
+            return np.where(wt > 0, const, 0.0)
+        if self.name == "poisson":
+            return -wt * gammaln(y + 1)
         th = self.theta
-        return wt * (
-            gammaln(y + th) - gammaln(th) - gammaln(y + 1)
-            + th * np.log(th) + y * np.log(mu) - (th + y) * np.log(th + mu)
-        )
+        return wt * (gammaln(y + th) - gammaln(th) - gammaln(y + 1) + th * np.log(th))
 
     def with_theta(self, theta: float) -> Family:
         return Family(self.name, float(theta))

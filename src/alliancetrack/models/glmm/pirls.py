@@ -139,6 +139,7 @@ def pirls(
     wt: np.ndarray,
     eta_fixed: np.ndarray,
     u0: np.ndarray,
+    const: np.ndarray | None = None,
     maxit: int = 100,
     tol: float = 1e-11,
 ) -> PirlsState:
@@ -146,13 +147,16 @@ def pirls(
 
     On return the system is factorised at ``u*`` (``system.logdet()`` is
     ``log det(U'WU + I)`` with the IRLS weights there, as lme4's ``L``).
+    ``const`` is ``family.constant(y, wt)`` if already computed.
     """
     u = u0.copy()
+    if const is None:
+        const = family.constant(y, wt)
 
     def pdev(uu: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
         eta = eta_fixed + system.U_mul(uu)
         mu = family.linkinv(eta)
-        ll = family.loglik(y, mu, wt)
+        ll = family.kernel(y, mu, wt)
         return -2.0 * float(ll.sum()) + float(uu @ uu), mu, eta, ll
 
     obj, mu, eta, ll = pdev(u)
@@ -183,7 +187,8 @@ def pirls(
             break
     me = family.mu_eta(mu)
     system.factor(wt * me * me / family.variance(mu))
-    return PirlsState(u=u, mu=mu, eta=eta, loglik=float(ll.sum()), converged=converged,
+    return PirlsState(u=u, mu=mu, eta=eta, loglik=float(ll.sum() + const.sum()),
+                      converged=converged,
                       iterations=it)
 
 
@@ -199,6 +204,7 @@ def agq_deviance(
     y: np.ndarray,
     wt: np.ndarray,
     nagq: int,
+    const: np.ndarray | None = None,
 ) -> float:
     """Adaptive Gauss-Hermite deviance for a single scalar random effect.
 
@@ -206,6 +212,9 @@ def agq_deviance(
     ``int p(y_g|u) phi(u) du = s_g sum_k w_k p(y_g|u_g + s_g z_k) phi(u_g + s_g z_k) / phi(z_k)``
     with the standard-normal Gauss-Hermite rule ``(z_k, w_k)``; all constants kept.
     """
+    if const is None:
+        const = family.constant(y, wt)
+    constg = np.bincount(system.codes, const, minlength=system.G)
     z, w = np.polynomial.hermite_e.hermegauss(nagq)
     w = w / w.sum()
     s = 1.0 / np.sqrt(system.A[:, 0, 0])
@@ -217,6 +226,6 @@ def agq_deviance(
     for j in range(nagq):  # over quadrature nodes (nagq <= 25), vectorised over groups
         ug = state.u + s * z[j]
         mu = family.linkinv(eta0 + Ur * ug[codes])
-        llg = np.bincount(codes, family.loglik(y, mu, wt), minlength=G)
+        llg = np.bincount(codes, family.kernel(y, mu, wt), minlength=G) + constg
         terms[:, j] = np.log(w[j]) + llg - 0.5 * ug * ug + 0.5 * z[j] ** 2
     return -2.0 * float((logsumexp(terms, axis=1) + np.log(s)).sum())
