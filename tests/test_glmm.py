@@ -200,3 +200,22 @@ def test_rupture_counts_and_repair_table_from_episode_output():
     cens = episodes["censored"].astype(bool).to_numpy()
     assert rep.loc[cens, "repaired"].isna().all()
     assert set(rep.loc[~cens, "repaired"].unique()) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("model", ["pois_laplace", "bin_laplace", "cbpp"])
+def test_analytic_beta_gradient_equals_finite_differences(model):
+    from alliancetrack.models.glmm import model as glmm_model
+
+    f, d, fam_name, _, w = CASES[model]
+    fam = make_family(fam_name)
+    _, _, X, y, off, wt, rand, _ = glmm_model._prepare(f, d, fam, w)
+    obj = GLMMObjective(make_system(rand), fam, y, X.to_numpy(), off, wt, 1, 1)
+    assert obj.analytic_beta
+    x = np.concatenate([[0.6], np.linspace(-0.5, 0.3, X.shape[1])])
+    g = obj.gradient(x, np.ones(len(x), bool))
+    h = 1e-4
+    for j in range(1, len(x)):
+        e = np.zeros(len(x))
+        e[j] = h
+        fd = (obj(x + e) - obj(x - e)) / (2 * h)
+        assert g[j] == pytest.approx(fd, rel=1e-5, abs=1e-3)
