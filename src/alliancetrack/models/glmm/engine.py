@@ -230,7 +230,7 @@ def fit_engine(
         res = optimize.minimize(
             obj, start, jac=lambda z: obj.gradient(z, np.ones(len(z), bool)),
             method="L-BFGS-B", bounds=bounds,
-            options={"maxiter": maxiter, "ftol": 1e-13, "gtol": 1e-7},
+            options={"maxiter": maxiter, "ftol": 1e-11, "gtol": 1e-5},
         )
         attempts.append({"optimizer": name, "deviance": float(res.fun)})
         return np.maximum(res.x, lower)
