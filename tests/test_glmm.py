@@ -219,3 +219,16 @@ def test_analytic_beta_gradient_equals_finite_differences(model):
         e[j] = h
         fd = (obj(x + e) - obj(x - e)) / (2 * h)
         assert g[j] == pytest.approx(fd, rel=1e-5, abs=1e-3)
+
+
+def test_negbin_without_overdispersion_stops_at_theta_bound():
+    rng = np.random.default_rng(11)
+    d = pd.DataFrame({"g": np.repeat(np.arange(12), 10), "x": rng.normal(size=120)})
+    d["y"] = rng.poisson(np.exp(0.5 + 0.3 * d["x"] + rng.normal(0, 0.5, 12)[d["g"]]))
+    d["y"] = np.minimum(d["y"], 3)  # underdispersed
+    pois = at.fit_glmm("y ~ x + (1 | g)", d, family="poisson")
+    with pytest.warns(UserWarning, match="upper bound"):
+        nb = at.fit_glmm("y ~ x + (1 | g)", d, family="negbin")
+    assert nb.theta == pytest.approx(1e5)
+    assert nb.llf == pytest.approx(pois.llf, abs=0.01)
+    np.testing.assert_allclose(nb.coefs["estimate"], pois.coefs["estimate"], atol=1e-3)

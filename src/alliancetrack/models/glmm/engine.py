@@ -182,15 +182,16 @@ class EngineFit:
     attempts: list = field(default_factory=list)
 
 
-def _free(x: np.ndarray, lower: np.ndarray) -> np.ndarray:
-    return ~(np.isfinite(lower) & (x <= lower + 1e-8))
+def _free(x: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    return ~((np.isfinite(lower) & (x <= lower + 1e-8)) | (np.isfinite(upper) & (x >= upper - 1e-8)))
 
 
-def _newton_polish(obj: GLMMObjective, x: np.ndarray, lower: np.ndarray, steps: int = 8):
+def _newton_polish(obj: GLMMObjective, x: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                   steps: int = 8):
     """Newton steps on the free coordinates; returns (x, gain, hessian_pd)."""
     gain, pd = np.inf, False
     for _ in range(steps):
-        free = _free(x, lower)
+        free = _free(x, lower, upper)
         idx = np.flatnonzero(free)
         g = obj.gradient(x, free)[idx]
         H = obj.hessian(x, idx)
@@ -209,7 +210,7 @@ def _newton_polish(obj: GLMMObjective, x: np.ndarray, lower: np.ndarray, steps: 
         while t > 1e-4:
             xn = x.copy()
             xn[idx] -= t * step
-            xn = np.maximum(xn, lower)
+            xn = np.clip(xn, lower, upper)
             if obj(xn) < f0:
                 x = xn
                 break
@@ -220,10 +221,13 @@ def _newton_polish(obj: GLMMObjective, x: np.ndarray, lower: np.ndarray, steps: 
 
 
 def fit_engine(
-    obj: GLMMObjective, x0: np.ndarray, lower: np.ndarray, maxiter: int = 2000
+    obj: GLMMObjective, x0: np.ndarray, lower: np.ndarray, upper: np.ndarray | None = None,
+    maxiter: int = 2000,
 ) -> EngineFit:
     """Minimise the deviance from ``x0`` (see module docstring)."""
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    upper = np.full(len(x0), np.inf) if upper is None else upper
+    bounds = [(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None)
+              for lo, hi in zip(lower, upper, strict=True)]
     attempts = []
 
     def run_lbfgs(start: np.ndarray, name: str) -> np.ndarray:
@@ -233,18 +237,18 @@ def fit_engine(
             options={"maxiter": maxiter, "ftol": 1e-11, "gtol": 1e-5},
         )
         attempts.append({"optimizer": name, "deviance": float(res.fun)})
-        return np.maximum(res.x, lower)
+        return np.clip(res.x, lower, upper)
 
-    x = run_lbfgs(np.maximum(x0, lower), "L-BFGS-B")
-    x, gain, pd = _newton_polish(obj, x, lower)
+    x = run_lbfgs(np.clip(x0, lower, upper), "L-BFGS-B")
+    x, gain, pd = _newton_polish(obj, x, lower, upper)
     if not (gain < _GAIN_TOL and pd):
         res = optimize.minimize(obj, x, method="Powell", bounds=bounds,
                                 options={"maxiter": 20 * maxiter, "xtol": 1e-8, "ftol": 1e-12})
         attempts.append({"optimizer": "Powell", "deviance": float(res.fun)})
-        x2 = run_lbfgs(np.maximum(res.x, lower), "L-BFGS-B (polish)")
+        x2 = run_lbfgs(np.clip(res.x, lower, upper), "L-BFGS-B (polish)")
         if obj(x2) < obj(x):
             x = x2
-        x, gain, pd = _newton_polish(obj, x, lower)
+        x, gain, pd = _newton_polish(obj, x, lower, upper)
     converged = bool(gain < _GAIN_TOL and pd)
     dev, st = obj.evaluate(x)
     theta = x[: obj.ntheta]

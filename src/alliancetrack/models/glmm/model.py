@@ -26,6 +26,8 @@ from .pirls import make_system
 
 __all__ = ["GLMMResult", "fit_glmm"]
 
+_NB_THETA_MIN, _NB_THETA_MAX = 1e-4, 1e5  # bounds of the negative-binomial dispersion
+
 _FAMILY_TEXT = {
     "binomial": ("binomial", "logit", "odds ratio"),
     "poisson": ("Poisson", "log", "rate ratio"),
@@ -283,7 +285,9 @@ def fit_glmm(
     family : {"binomial", "poisson", "negbin"}
         Binomial with logit link (0/1 outcome, or numbers of successes with
         ``weights=`` trials), Poisson with log link, or negative binomial (NB2,
-        log link) with its dispersion theta estimated (as ``glmer.nb``).
+        log link) with its dispersion theta estimated (as ``glmer.nb``) between
+        1e-4 and 1e5; at the upper bound (no overdispersion) a warning says the
+        Poisson model is adequate.
     nagq : int
         1: Laplace approximation (glmer's default).  >1: adaptive
         Gauss-Hermite quadrature with that many points (at most 25); only for a
@@ -345,16 +349,22 @@ def fit_glmm(
     beta0 = glm_irls(make_family("poisson") if fam.name == "negbin" else fam, y, Xa, off, wt)
     x0 = np.concatenate([rand.theta0, beta0])
     lower = np.concatenate([rand.lower, np.full(len(beta0), -np.inf)])
+    upper = np.full(len(x0), np.inf)
     if fam.name == "negbin":
         mu = np.exp(Xa @ beta0 + off)
         excess = float(np.sum((y - mu) ** 2 - y) / np.sum(mu**2))
         x0 = np.append(x0, np.log(1.0 / min(max(excess, 0.01), 100.0)))
-        lower = np.append(lower, -np.inf)
+        lower = np.append(lower, np.log(_NB_THETA_MIN))
+        upper = np.append(upper, np.log(_NB_THETA_MAX))
     obj = GLMMObjective(make_system(rand), fam, y, Xa, off, wt, nagq, len(rand.theta0))
-    ef = fit_engine(obj, x0, lower)
+    ef = fit_engine(obj, x0, lower, upper)
     nt = len(rand.theta0)
     theta_re, beta = ef.x[:nt], ef.x[nt: nt + Xa.shape[1]]
     nb_theta = float(np.exp(ef.x[-1])) if fam.name == "negbin" else float("nan")
+    if fam.name == "negbin" and nb_theta >= 0.999 * _NB_THETA_MAX:
+        warnings.warn(
+            f"the negative-binomial theta reached its upper bound ({_NB_THETA_MAX:g}): there is "
+            "no overdispersion and the Poisson model is adequate.", UserWarning, stacklevel=2)
     if ef.singular:
         warnings.warn(
             f"singular fit of {formula!r}: a random-effect variance is estimated as zero "

@@ -149,6 +149,11 @@ def pirls(
     ``log det(U'WU + I)`` with the IRLS weights there, as lme4's ``L``).
     ``const`` is ``family.constant(y, wt)`` if already computed.
     """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _pirls(system, family, y, wt, eta_fixed, u0, const, maxit, tol)
+
+
+def _pirls(system, family, y, wt, eta_fixed, u0, const, maxit, tol) -> PirlsState:
     u = u0.copy()
     if const is None:
         const = family.constant(y, wt)
@@ -157,7 +162,8 @@ def pirls(
         eta = eta_fixed + system.U_mul(uu)
         mu = family.linkinv(eta)
         ll = family.kernel(y, mu, wt)
-        return -2.0 * float(ll.sum()) + float(uu @ uu), mu, eta, ll
+        val = -2.0 * float(ll.sum()) + float(uu @ uu)
+        return (val if np.isfinite(val) else np.inf), mu, eta, ll
 
     obj, mu, eta, ll = pdev(u)
     converged = False
