@@ -27,13 +27,15 @@ __version__ = "0.1.0"
 _LAZY: dict[str, tuple[str, ...]] = {
     "agreement": ("source_agreement",),
     "compare": ("EpisodeComparison", "compare_episodes"),
-    "mixed": ("ConvergenceWarning", "MixedResult", "SingularFitWarning", "fit_mixed"),
-    "models.gee": ("FewClustersWarning",),
+    "models.lmm": ("ConvergenceWarning", "MixedResult", "SingularFitWarning", "fit_mixed"),
+    "models.formula": ("MixedFormula", "RandomTerm", "parse_mixed_formula"),
+    "models.random_effects": ("RandomEffects", "build_random_effects"),
+    "models.results": ("ModelResult", "Summary"),
     "models.glmm": ("GLMMResult", "fit_glmm"),
     "models.glmm.helpers": ("compare_count_models", "overdispersion", "repair_table",
                             "rupture_counts"),
-    "outcome": ("DroppedPatientsWarning", "fit_gee_logistic", "group_contrasts",
-                "outcome_model"),
+    "outcome": ("DroppedPatientsWarning", "FewClustersWarning", "GEEResult", "OutcomeResult",
+                "fit_gee_logistic", "group_contrasts", "outcome_model"),
     "plots": ("plot_coefficients", "plot_cohort", "plot_episode_summary", "plot_trajectories"),
     "report": ("write_report",),
     "reported": ("ObserverData", "PSQData", "read_3rs", "read_psq"),
@@ -64,8 +66,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # static analysers see the lazy names as ordinary imports
     from .agreement import source_agreement
     from .compare import EpisodeComparison, compare_episodes
-    from .mixed import ConvergenceWarning, MixedResult, SingularFitWarning, fit_mixed
-    from .models.gee import FewClustersWarning
+    from .models.formula import MixedFormula, RandomTerm, parse_mixed_formula
     from .models.glmm import GLMMResult, fit_glmm
     from .models.glmm.helpers import (
         compare_count_models,
@@ -73,7 +74,18 @@ if TYPE_CHECKING:  # static analysers see the lazy names as ordinary imports
         repair_table,
         rupture_counts,
     )
-    from .outcome import DroppedPatientsWarning, fit_gee_logistic, group_contrasts, outcome_model
+    from .models.lmm import ConvergenceWarning, MixedResult, SingularFitWarning, fit_mixed
+    from .models.random_effects import RandomEffects, build_random_effects
+    from .models.results import ModelResult, Summary
+    from .outcome import (
+        DroppedPatientsWarning,
+        FewClustersWarning,
+        GEEResult,
+        OutcomeResult,
+        fit_gee_logistic,
+        group_contrasts,
+        outcome_model,
+    )
     from .plots import plot_coefficients, plot_cohort, plot_episode_summary, plot_trajectories
     from .report import write_report
     from .reported import ObserverData, PSQData, read_3rs, read_psq
@@ -95,10 +107,25 @@ if TYPE_CHECKING:  # static analysers see the lazy names as ordinary imports
     from .validation_plots import plot_power, plot_specification_curve, plot_validation
 
 __all__ = [
+    "Summary",
+    "ModelResult",
+    "build_random_effects",
+    "RandomEffects",
+    "parse_mixed_formula",
+    "RandomTerm",
+    "MixedFormula",
+    "OutcomeResult",
+    "GEEResult",
+    "FewClustersWarning",
+    "GLMMResult",
+    "fit_glmm",
+    "compare_count_models",
+    "overdispersion",
+    "repair_table",
+    "rupture_counts",
     "AllianceData",
     "AllianceDataError",
     "as_alliance_data",
-    "compare_count_models",
     "compare_episodes",
     "ConvergenceWarning",
     "datasets",
@@ -110,17 +137,13 @@ __all__ = [
     "episode_predictors",
     "EpisodeComparison",
     "evaluate_detection",
-    "FewClustersWarning",
     "fit_gee_logistic",
-    "fit_glmm",
-    "GLMMResult",
     "fit_mixed",
     "group_contrasts",
     "lag_within",
     "MixedResult",
     "ObserverData",
     "outcome_model",
-    "overdispersion",
     "plot_coefficients",
     "plot_cohort",
     "plot_episode_summary",
@@ -135,8 +158,6 @@ __all__ = [
     "PSQData",
     "read_3rs",
     "read_alliance",
-    "repair_table",
-    "rupture_counts",
     "read_psq",
     "reliable_change_cutoff",
     "rupture_definitions",

@@ -28,7 +28,9 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import AllianceDataError
-from ..mixed import _formula_columns, _rename
+from .lmm.design import formula_columns as _formula_columns
+from .results import ModelResult
+from .results import rename_term as _rename
 
 __all__ = [
     "FEW_CLUSTERS_WARN",
@@ -45,11 +47,11 @@ FEW_CLUSTERS_WARN = 20
 
 
 class FewClustersWarning(UserWarning):
-    """Very few clusters: even bias-corrected GEE tests are only approximate."""
+    """Few clusters (therapists): tests of GEE and outcome models are only approximate."""
 
 
 @dataclass(frozen=True)
-class GEEResult:
+class GEEResult(ModelResult):
     """Result of :func:`fit_gee_logistic`.
 
     Attributes
@@ -85,7 +87,14 @@ class GEEResult:
     df: float = math.inf
     inference: str = ""
 
-    def summary(self) -> str:
+    _title = "Logistic GEE"
+
+    @property
+    def df_resid(self) -> int:
+        """Clusters minus coefficients (the df for effect sizes of a z statistic)."""
+        return int(self.n_groups - len(self.coefs))
+
+    def _summary_text(self) -> str:
         """Readable text summary, naming the standard errors and test used."""
         return (
             f"Logistic GEE (exchangeable within {self.groups}): {self.formula}\n"

@@ -17,9 +17,11 @@ import pandas as pd
 from scipy import stats
 
 from ...errors import AllianceDataError
-from ...mixed import ConvergenceWarning, SingularFitWarning, _rename
 from ..formula import parse_mixed_formula
+from ..lmm import ConvergenceWarning, SingularFitWarning
 from ..random_effects import build_random_effects
+from ..results import ModelResult
+from ..results import rename_term as _rename
 from .engine import GLMMObjective, fit_engine, glm_irls
 from .family import make_family
 from .pirls import make_system
@@ -36,7 +38,7 @@ _FAMILY_TEXT = {
 
 
 @dataclass(frozen=True)
-class GLMMResult:
+class GLMMResult(ModelResult):
     """Result of :func:`fit_glmm`.
 
     Attributes
@@ -86,7 +88,14 @@ class GLMMResult:
         k = len(self.coefs) + len(self.theta_re) + (self.family == "negbin")
         return -2 * self.llf + 2 * k
 
-    def summary(self) -> str:
+    _title = "Generalised linear mixed model"
+
+    @property
+    def df_resid(self) -> float:
+        """Observations minus fixed effects and covariance parameters (for effect sizes)."""
+        return float(self.nobs - len(self.coefs) - len(self.theta_re))
+
+    def _summary_text(self) -> str:
         """Readable text summary."""
         fam, link, ratio = _FAMILY_TEXT[self.family]
         method = "Laplace approximation" if self.nagq == 1 else (
