@@ -1,4 +1,4 @@
-"""Tests for alliancetrack.mixed: lme4 reference, wrong-optimum case, properties."""
+"""Tests for alliancetrack.models.mixed: lme4 reference, wrong-optimum case, properties."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import statsmodels.formula.api as smf
 from scipy import optimize
 
 import alliancetrack as at
-from alliancetrack.mixed import ConvergenceWarning, SingularFitWarning, fit_mixed
+from alliancetrack.models.mixed import ConvergenceWarning, SingularFitWarning, fit_mixed
 
 REF = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
 
@@ -217,7 +217,7 @@ def test_wrong_optimum_of_statsmodels_default_is_avoided(source, sessions, traje
 
 def test_stuck_optimiser_is_detected_and_recovered(sessions, trajectory_fit, monkeypatch):
     """Simulate an optimiser that stops at statsmodels' wrong optimum."""
-    from alliancetrack import mixed
+    from alliancetrack.models import mixed
 
     obs = sessions.dropna(subset=["alliance"])
     with warnings.catch_warnings():

@@ -1,4 +1,4 @@
-"""Tests for alliancetrack.outcome: outcome_model, group_contrasts, fit_gee_logistic."""
+"""Tests for alliancetrack.models.outcome: outcome_model, group_contrasts, fit_gee_logistic."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import statsmodels.api as sm
 import statsmodels.formula.api as smf
 
 import alliancetrack as at
-from alliancetrack.outcome import DroppedPatientsWarning, FewClustersWarning
+from alliancetrack.models.outcome import DroppedPatientsWarning, FewClustersWarning
 
 REF = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
 

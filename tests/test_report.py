@@ -11,7 +11,7 @@ import pytest
 
 import alliancetrack as at
 from alliancetrack.cli import main
-from alliancetrack.report import Progress
+from alliancetrack.report.html import Progress
 
 SECTIONS = ["data-summary", "episodes", "agreement", "predictors", "model", "figures"]
 

@@ -10,23 +10,23 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from . import datasets
-from .data import AllianceData, as_alliance_data, read_alliance
-from .detect import detect_episodes
-from .episode_table import EPISODE_COLUMNS
-from .errors import AllianceDataError
-from .predictors import episode_predictors
-from .rules import PRESETS, DipRecoveryRule
-from .scales import SCALES, Scale
-from .simulate import SimulatedCohort, simulate_cohort
+from alliancetrack import datasets
+from alliancetrack.detection.detect import detect_episodes
+from alliancetrack.detection.episodes import EPISODE_COLUMNS
+from alliancetrack.detection.rules import PRESETS, DipRecoveryRule
+from alliancetrack.errors import AllianceDataError
+from alliancetrack.predictors import episode_predictors
+from alliancetrack.reading.alliance import AllianceData, as_alliance_data, read_alliance
+from alliancetrack.reading.scales import SCALES, Scale
+from alliancetrack.simulation.cohort import SimulatedCohort, simulate_cohort
 
 __version__ = "0.1.0"
 
 # Modules that pull in statsmodels, scipy or plotnine are imported on first use, so that
 # `import alliancetrack` and the command line start quickly.
 _LAZY: dict[str, tuple[str, ...]] = {
-    "agreement": ("source_agreement",),
-    "compare": ("EpisodeComparison", "compare_episodes"),
+    "agreement.sources": ("source_agreement",),
+    "agreement.compare": ("EpisodeComparison", "compare_episodes"),
     "models.lmm": ("ConvergenceWarning", "MixedResult", "SingularFitWarning", "fit_mixed"),
     "models.formula": ("MixedFormula", "RandomTerm", "parse_mixed_formula"),
     "models.random_effects": ("RandomEffects", "build_random_effects"),
@@ -34,18 +34,18 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "models.glmm": ("GLMMResult", "fit_glmm"),
     "models.glmm.helpers": ("compare_count_models", "overdispersion", "repair_table",
                             "rupture_counts"),
-    "outcome": ("DroppedPatientsWarning", "FewClustersWarning", "GEEResult", "OutcomeResult",
-                "fit_gee_logistic", "group_contrasts", "outcome_model"),
-    "plots": ("plot_coefficients", "plot_cohort", "plot_episode_summary", "plot_trajectories"),
-    "report": ("write_report",),
-    "reported": ("ObserverData", "PSQData", "read_3rs", "read_psq"),
-    "session_level": ("lag_within", "split_within_between"),
-    "source_plots": ("plot_source_agreement", "plot_sources_timeline"),
-    "sudden": ("describe_sudden_changes", "reliable_change_cutoff", "select_changes",
+    "models.outcome": ("DroppedPatientsWarning", "FewClustersWarning", "GEEResult",
+                       "OutcomeResult", "fit_gee_logistic", "group_contrasts", "outcome_model"),
+    "plotting.trajectories": ("plot_coefficients", "plot_cohort", "plot_episode_summary", "plot_trajectories"),
+    "report.html": ("write_report",),
+    "reading.reported": ("ObserverData", "PSQData", "read_3rs", "read_psq"),
+    "models.session_level": ("lag_within", "split_within_between"),
+    "plotting.sources": ("plot_source_agreement", "plot_sources_timeline"),
+    "detection.sudden": ("CHANGE_COLUMNS", "INTERVAL_COLUMNS", "describe_sudden_changes", "reliable_change_cutoff", "select_changes",
                "sudden_changes"),
-    "validation": ("evaluate_detection", "power_analysis", "rupture_definitions",
+    "simulation.studies": ("EVALUATION_COLUMNS", "evaluate_detection", "power_analysis", "rupture_definitions",
                    "sensitivity_analysis", "validation_study"),
-    "validation_plots": ("plot_power", "plot_specification_curve", "plot_validation"),
+    "plotting.validation": ("plot_power", "plot_specification_curve", "plot_validation"),
 }
 _LAZY_NAMES = {name: module for module, names in _LAZY.items() for name in names}
 
@@ -64,20 +64,31 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static analysers see the lazy names as ordinary imports
-    from .agreement import source_agreement
-    from .compare import EpisodeComparison, compare_episodes
-    from .models.formula import MixedFormula, RandomTerm, parse_mixed_formula
-    from .models.glmm import GLMMResult, fit_glmm
-    from .models.glmm.helpers import (
+    from alliancetrack.agreement.compare import EpisodeComparison, compare_episodes
+    from alliancetrack.agreement.sources import source_agreement
+    from alliancetrack.detection.sudden import (
+        CHANGE_COLUMNS,
+        INTERVAL_COLUMNS,
+        describe_sudden_changes,
+        reliable_change_cutoff,
+        select_changes,
+        sudden_changes,
+    )
+    from alliancetrack.models.formula import MixedFormula, RandomTerm, parse_mixed_formula
+    from alliancetrack.models.glmm import GLMMResult, fit_glmm
+    from alliancetrack.models.glmm.helpers import (
         compare_count_models,
         overdispersion,
         repair_table,
         rupture_counts,
     )
-    from .models.lmm import ConvergenceWarning, MixedResult, SingularFitWarning, fit_mixed
-    from .models.random_effects import RandomEffects, build_random_effects
-    from .models.results import ModelResult, Summary
-    from .outcome import (
+    from alliancetrack.models.lmm import (
+        ConvergenceWarning,
+        MixedResult,
+        SingularFitWarning,
+        fit_mixed,
+    )
+    from alliancetrack.models.outcome import (
         DroppedPatientsWarning,
         FewClustersWarning,
         GEEResult,
@@ -86,25 +97,31 @@ if TYPE_CHECKING:  # static analysers see the lazy names as ordinary imports
         group_contrasts,
         outcome_model,
     )
-    from .plots import plot_coefficients, plot_cohort, plot_episode_summary, plot_trajectories
-    from .report import write_report
-    from .reported import ObserverData, PSQData, read_3rs, read_psq
-    from .session_level import lag_within, split_within_between
-    from .source_plots import plot_source_agreement, plot_sources_timeline
-    from .sudden import (
-        describe_sudden_changes,
-        reliable_change_cutoff,
-        select_changes,
-        sudden_changes,
+    from alliancetrack.models.random_effects import RandomEffects, build_random_effects
+    from alliancetrack.models.results import ModelResult, Summary
+    from alliancetrack.models.session_level import lag_within, split_within_between
+    from alliancetrack.plotting.sources import plot_source_agreement, plot_sources_timeline
+    from alliancetrack.plotting.trajectories import (
+        plot_coefficients,
+        plot_cohort,
+        plot_episode_summary,
+        plot_trajectories,
     )
-    from .validation import (
+    from alliancetrack.plotting.validation import (
+        plot_power,
+        plot_specification_curve,
+        plot_validation,
+    )
+    from alliancetrack.reading.reported import ObserverData, PSQData, read_3rs, read_psq
+    from alliancetrack.report.html import write_report
+    from alliancetrack.simulation.studies import (
+        EVALUATION_COLUMNS,
         evaluate_detection,
         power_analysis,
         rupture_definitions,
         sensitivity_analysis,
         validation_study,
     )
-    from .validation_plots import plot_power, plot_specification_curve, plot_validation
 
 __all__ = [
     "Summary",
@@ -123,6 +140,9 @@ __all__ = [
     "overdispersion",
     "repair_table",
     "rupture_counts",
+    "CHANGE_COLUMNS",
+    "EVALUATION_COLUMNS",
+    "INTERVAL_COLUMNS",
     "AllianceData",
     "AllianceDataError",
     "as_alliance_data",

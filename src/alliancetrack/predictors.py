@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .dask_engine import episode_predictors_dask, is_dask_dataframe
-from .data import as_alliance_data, patient_codes
-from .episode_table import attached
-from .errors import AllianceDataError
+from alliancetrack.detection.episodes import attached
+from alliancetrack.errors import AllianceDataError
+from alliancetrack.reading.alliance import as_alliance_data, patient_codes
+from alliancetrack.scaling.dask_engine import episode_predictors_dask, is_dask_dataframe
 
 __all__ = ["episode_predictors", "PREDICTOR_COLUMNS"]
 
@@ -34,7 +34,7 @@ def episode_predictors(data, episodes: pd.DataFrame) -> pd.DataFrame:
     episodes : DataFrame
         From :func:`alliancetrack.detect_episodes` (one method).  With a Dask
         DataFrame ``data`` the result is a Dask DataFrame; see
-        :func:`alliancetrack.dask_engine.episode_predictors_dask`.
+        :func:`alliancetrack.scaling.dask_engine.episode_predictors_dask`.
 
     Returns
     -------
@@ -77,7 +77,7 @@ def episode_predictors(data, episodes: pd.DataFrame) -> pd.DataFrame:
     0        1                               analysed           1    repaired                  0.5
     1        2  fewer than 3 rated sessions (2 rated)        <NA>        <NA>                  NaN
     """
-    if is_dask_dataframe(data):  # out of core / distributed: alliancetrack.dask_engine
+    if is_dask_dataframe(data):  # out of core / distributed: alliancetrack.scaling.dask_engine
         return episode_predictors_dask(data, episodes)
     if hasattr(data, "_coverage_data"):  # PSQData / ObserverData: sessions covered
         data = data._coverage_data(episodes)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..simulate import simulate_cohort
-from . import EXAMPLE_FILES
+from alliancetrack.datasets import EXAMPLE_FILES
+from alliancetrack.simulation.cohort import simulate_cohort
 
 #: The exact arguments the bundled files were made with.
 EXAMPLE_ARGS = dict(n_patients=150, n_sessions=(8, 20), n_therapists=15, scale="wai-sr",

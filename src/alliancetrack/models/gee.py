@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..errors import AllianceDataError
-from .lmm.design import formula_columns as _formula_columns
-from .results import ModelResult
-from .results import rename_term as _rename
+from alliancetrack.errors import AllianceDataError
+from alliancetrack.models.lmm.design import formula_columns as _formula_columns
+from alliancetrack.models.results import ModelResult
+from alliancetrack.models.results import rename_term as _rename
 
 __all__ = [
     "FEW_CLUSTERS_WARN",

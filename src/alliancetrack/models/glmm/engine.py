@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 from scipy import optimize
 
-from .family import Family
-from .pirls import BlockSystem, agq_deviance, laplace_deviance, pirls
+from alliancetrack.models.glmm.family import Family
+from alliancetrack.models.glmm.pirls import BlockSystem, agq_deviance, laplace_deviance, pirls
 
 __all__ = ["EngineFit", "GLMMObjective", "fit_engine", "glm_irls"]
 

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ...errors import AllianceDataError
-from .model import GLMMResult, fit_glmm
+from alliancetrack.errors import AllianceDataError
+from alliancetrack.models.glmm.model import GLMMResult, fit_glmm
 
 __all__ = ["compare_count_models", "overdispersion", "repair_table", "rupture_counts"]
 

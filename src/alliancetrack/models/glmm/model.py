@@ -16,15 +16,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ...errors import AllianceDataError
-from ..formula import parse_mixed_formula
-from ..lmm import ConvergenceWarning, SingularFitWarning
-from ..random_effects import build_random_effects
-from ..results import ModelResult
-from ..results import rename_term as _rename
-from .engine import GLMMObjective, fit_engine, glm_irls
-from .family import make_family
-from .pirls import make_system
+from alliancetrack.errors import AllianceDataError
+from alliancetrack.models.formula import parse_mixed_formula
+from alliancetrack.models.glmm.engine import GLMMObjective, fit_engine, glm_irls
+from alliancetrack.models.glmm.family import make_family
+from alliancetrack.models.glmm.pirls import make_system
+from alliancetrack.models.lmm import ConvergenceWarning, SingularFitWarning
+from alliancetrack.models.random_effects import build_random_effects
+from alliancetrack.models.results import ModelResult
+from alliancetrack.models.results import rename_term as _rename
 
 __all__ = ["GLMMResult", "fit_glmm"]
 

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy.special import logsumexp
 
-from .family import Family
+from alliancetrack.models.glmm.family import Family
 
 __all__ = ["BlockSystem", "PirlsState", "SparseSystem", "make_system", "pirls"]
 
