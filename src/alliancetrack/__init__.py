@@ -18,6 +18,7 @@ from alliancetrack.errors import AllianceDataError
 from alliancetrack.predictors import episode_predictors
 from alliancetrack.reading.alliance import AllianceData, as_alliance_data, read_alliance
 from alliancetrack.reading.scales import SCALES, Scale
+from alliancetrack.reading.strategies import STRATEGIES, Strategy
 from alliancetrack.simulation.cohort import SimulatedCohort, simulate_cohort
 
 __version__ = "0.1.0"
@@ -40,6 +41,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "simulation.studies": ("EVALUATION_COLUMNS", "evaluate_detection", "power_analysis", "rupture_definitions",
                    "sensitivity_analysis", "validation_study"),
     "plotting.validation": ("plot_power", "plot_specification_curve", "plot_validation"),
+    "strategy_links": ("link_strategies",),
 }
 _LAZY_NAMES = {name: module for module, names in _LAZY.items() for name in names}
 
@@ -103,6 +105,7 @@ if TYPE_CHECKING:  # static analysers see the lazy names as ordinary imports
         sensitivity_analysis,
         validation_study,
     )
+    from alliancetrack.strategy_links import link_strategies
 
 __all__ = [
     "CHANGE_COLUMNS",
@@ -126,6 +129,7 @@ __all__ = [
     "fit_mixed",
     "group_contrasts",
     "lag_within",
+    "link_strategies",
     "MixedResult",
     "ObserverData",
     "outcome_model",
@@ -150,6 +154,8 @@ __all__ = [
     "SCALES",
     "select_changes",
     "sensitivity_analysis",
+    "Strategy",
+    "STRATEGIES",
     "simulate_cohort",
     "SimulatedCohort",
     "SingularFitWarning",
