@@ -240,6 +240,12 @@ def strategy_counts(linked: pd.DataFrame, patients: pd.Index) -> pd.DataFrame:
     if missing:
         raise AllianceDataError(f"The strategy table lacks column(s) {missing}; pass the output "
                                 "of alliancetrack.link_strategies.")
+    unknown = pd.unique(linked.loc[~linked["patient"].isin(patients), "patient"])
+    if len(unknown):
+        raise AllianceDataError(
+            f"The strategy table names {len(unknown)} patient(s) not in the data: "
+            f"{_listing(sorted(map(repr, unknown)))}. Link the episodes of these data."
+        )
     coded = linked["n_strategies"].notna()
     g = linked.loc[coded].groupby("patient", sort=False)
     n_ep = g.size().reindex(patients, fill_value=0).to_numpy().astype("int64")
