@@ -626,7 +626,7 @@ def read_3rs(
         out["therapist"] = df[therapist]
     keys = ["patient", "session", "segment"]
     # a segment coded with no marker must be the only row of that segment
-    seg_rows = out.groupby(keys, sort=False, dropna=False)["type"].transform("size")
+    seg_rows = out.assign(_n=~only).groupby(keys, sort=False, dropna=False)["_n"].transform("sum")
     lonely = (seg_rows.to_numpy() > 1) & blank & ~only
     if lonely.any():
         raise AllianceDataError(
