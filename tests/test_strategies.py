@@ -219,3 +219,22 @@ def test_episode_predictors_carry_strategy_counts():
     with pytest.raises(at.AllianceDataError, match="not in the data"):
         at.episode_predictors(at.read_alliance(df[df["patient"] < 3]),
                               episodes()[episodes()["patient"] < 3], strategies=linked)
+
+
+# --------------------------------------------------------------------------- bundled example
+
+def test_example_strategies_link_to_observer_episodes():
+    ex = at.datasets.load_example()
+    both = pd.concat([ex.observer, ex.strategies], ignore_index=True)
+    codes_ = at.read_3rs(both, marker="marker", resolution="resolution", strategy="strategy")
+    plain = at.read_3rs(ex.observer, marker="marker", resolution="resolution")
+    pd.testing.assert_frame_equal(codes_.sessions, plain.sessions)  # markers unchanged
+    assert len(codes_.strategies) == len(ex.strategies)
+    ep = at.detect_episodes(codes_, method="observer")
+    linked = at.link_strategies(ep, codes_)
+    assert linked["n_strategies"].notna().all()  # observer episodes: always coded
+    # the documented invented effect: more expressive uses in repaired episodes (coded
+    # resolution >= 4)
+    exp_ = linked["n_expressive"].astype(float)
+    rep = linked["repaired"]
+    assert exp_[rep == True].mean() > exp_[rep == False].mean()  # noqa: E712

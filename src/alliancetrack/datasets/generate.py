@@ -32,10 +32,11 @@ REPORTED_ARGS = dict(
 
 #: The invented strategy effect of ``example_strategies.csv`` (see README.md): per coded
 #: session with markers, immediate uses ~ Poisson(immediate_rate) whatever the outcome,
-#: expressive uses ~ Poisson(expressive_rate[repaired]) given the *true* repair.
+#: expressive uses ~ Poisson(expressive_rate[repaired]), repaired = the coded resolution rating
+#: is at least 4 (the observer default cutoff; the true repair when no rating was coded).
 STRATEGY_ARGS = dict(
     immediate_rate=1.0,
-    expressive_rate={True: 1.2, False: 0.4},  # odds of true repair x3 per expressive use
+    expressive_rate={True: 1.2, False: 0.4},  # odds of repair x3 per expressive use
     routine_rate=0.1,  # a coded session without markers holds one immediate strategy
 )
 _IMMEDIATE = ["clarify", "change_task", "rationale", "validate", "redirect"]
@@ -135,8 +136,9 @@ def strategy_codes(sim, codes: pd.DataFrame, seed, args: dict = STRATEGY_ARGS) -
 
     One row per strategy use: ``patient, session, segment, strategy``; a separate random stream
     (``seed``) so no other example table changes.  Strategies follow the first marker of a
-    session; the number of expressive uses depends on whether the true episode was repaired
-    (false markers count as repaired), the number of immediate uses does not.
+    session; the number of expressive uses depends on whether the rupture was repaired (the
+    coded resolution rating >= 4; without a rating the true episode's repair, false markers
+    counting as repaired), the number of immediate uses does not.
     """
     rng = np.random.default_rng(seed)
     truth = sim.truth.set_index(["patient", "rupture_session"])["repaired"]
@@ -145,7 +147,9 @@ def strategy_codes(sim, codes: pd.DataFrame, seed, args: dict = STRATEGY_ARGS) -
         marked = seg.loc[seg["type"].notna(), "segment"]
         if len(marked):
             key = (p, float(s))
-            repaired = bool(truth[key]) if key in truth.index else True
+            res = seg["resolution"].dropna()
+            repaired = bool(res.iloc[0] >= 4) if len(res) else (
+                bool(truth[key]) if key in truth.index else True)
             n_imm = rng.poisson(args["immediate_rate"])
             n_exp = rng.poisson(args["expressive_rate"][repaired])
         else:
