@@ -14,7 +14,11 @@ import alliancetrack as at
 
 pytest.importorskip("alliancetrack.models.glmm", reason="needs fit_glmm (branch glmm)")
 
-from alliancetrack.models.strategies import repair_rates, strategy_effects  # noqa: E402
+from alliancetrack.models.strategies import (  # noqa: E402
+    SeparationWarning,
+    repair_rates,
+    strategy_effects,
+)
 
 REF = Path(__file__).parent / "reference"
 sys.path.insert(0, str(REF))
@@ -128,3 +132,12 @@ def test_repair_rates_wilson(study):
     assert row["ci_low"] == pytest.approx(centre - half)
     assert row["ci_high"] == pytest.approx(centre + half)
     assert rates["n"].sum() == len(study)
+
+
+def test_separation_warns(study):
+    sep = study.assign(repaired=np.where(study["n_expressive"] > 0, True, study["repaired"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fit's own warnings
+        warnings.simplefilter("always", SeparationWarning)
+        with pytest.warns(SeparationWarning, match="any_expressive=1: 534 of 534 repaired"):
+            strategy_effects(sep)

@@ -13,6 +13,7 @@ are associations, not effects of assigning a strategy.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -24,9 +25,14 @@ from alliancetrack.errors import AllianceDataError
 from alliancetrack.models.glmm import GLMMResult, fit_glmm
 from alliancetrack.reading.alliance import _listing
 
-__all__ = ["StrategyEffects", "strategy_effects"]
+__all__ = ["SeparationWarning", "StrategyEffects", "strategy_effects", "repair_rates"]
 
 _USES = ("any", "count")
+
+
+class SeparationWarning(UserWarning):
+    """Every episode with (or without) a strategy class has the same outcome: its odds ratio
+    is not estimable (it runs off to 0 or infinity)."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -161,6 +167,18 @@ def _prepare(linked, outcome, moderators, groups, use, drop_censored):
     return model.loc[keep].reset_index(drop=True), dropped
 
 
+def _separation(model: pd.DataFrame, outcome: str, cols) -> None:
+    for col in cols:
+        tab = pd.crosstab(model[col], model[outcome])
+        if tab.shape != (2, 2) or (tab.to_numpy() == 0).any():
+            cells = ", ".join(f"{col}={int(a)}: {int(tab.loc[a].get(1.0, 0))} of "
+                              f"{int(tab.loc[a].sum())} repaired" for a in tab.index)
+            warnings.warn(
+                f"Separation: {cells}. The odds ratio of {col} is not estimable (estimates and "
+                "intervals run off); use='count', fewer moderators or more episodes.",
+                SeparationWarning, stacklevel=3)
+
+
 def _meaning(term: str, ratio: float, lo: float, hi: float, use: str, moderators) -> str:
     ci = f"OR {ratio:.2f}, 95% CI {lo:.2f}-{hi:.2f}"
     parts = term.split(":")
@@ -278,6 +296,8 @@ def strategy_effects(linked: pd.DataFrame, outcome: str = "repaired",
     if model[outcome].nunique() < 2:
         raise AllianceDataError(f"Every analysed episode has {outcome} = "
                                 f"{model[outcome].iloc[0]:g}; there is nothing to model.")
+    if use == "any":
+        _separation(model, outcome, (imm, exp))
     fixed = f"({imm} + {exp}) * ({' + '.join(moderators)})" if moderators else f"{imm} + {exp}"
     random = []
     if groups is not None:
