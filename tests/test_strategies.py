@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 import alliancetrack as at
 from alliancetrack.reading.strategies import parse_strategies
+
+sys.path.insert(0, str(Path(__file__).parent / "reference"))
+from make_strategy_data import simulate  # noqa: E402
 
 # patient 1: sessions 2, 3, 5 coded (4 not); patient 2: session 1 coded, nothing in it;
 # patient 3: no codes at all
@@ -238,3 +244,47 @@ def test_example_strategies_link_to_observer_episodes():
     exp_ = linked["n_expressive"].astype(float)
     rep = linked["repaired"]
     assert exp_[rep == True].mean() > exp_[rep == False].mean()  # noqa: E712
+
+
+def test_repair_rates_wilson():
+    study = simulate()
+    rates = at.repair_rates(study, by="pd")
+    sub = study[study["pd"] == 1]
+    both = sub[(sub["n_immediate"] > 0) & (sub["n_expressive"] > 0)]
+    row = rates[(rates["pd"] == 1) & (rates["strategy_class"] == "both")].iloc[0]
+    assert row["n"] == len(both) and row["repaired"] == both["repaired"].sum()
+    # Wilson interval by hand
+    n, p, z = len(both), both["repaired"].mean(), 1.959963984540054
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    assert row["ci_low"] == pytest.approx(centre - half)
+    assert row["ci_high"] == pytest.approx(centre + half)
+    assert rates["n"].sum() == len(study)
+
+
+# --------------------------------------------------------------------------- plots
+
+def test_timeline_strategy_lanes():
+    df = pd.DataFrame({"patient": 1, "session": range(1, 7), "alliance": [4, 4, 2.5, 3, 4, 4.1]})
+    data = at.read_alliance(df)
+    obs = at.read_3rs(ROWS[ROWS["patient"] == 1], resolution="resolution", strategy="strategy")
+    p = at.plot_sources_timeline(data, {"3RS": at.detect_episodes(obs, method="observer")},
+                                 strategies=obs)
+    frames = [getattr(layer, "data", None) if isinstance(getattr(layer, "data", None),
+                                                         pd.DataFrame) else layer._data
+              for layer in p.layers]
+    ticks = [d for d in frames if isinstance(d, pd.DataFrame) and "strategy_class" in d]
+    got = pd.concat(ticks)[["session", "strategy_class", "n"]].values.tolist()
+    assert sorted(got) == [[2, "expressive", 2], [2, "immediate", 1], [3, "immediate", 1]]
+    assert "expressive strategies" in p.scales.get_scales("y").labels
+    with pytest.raises(at.AllianceDataError, match="no strategies"):
+        at.plot_sources_timeline(data, {"3RS": at.detect_episodes(obs, method="observer")},
+                                 strategies=at.read_3rs(ROWS.drop(columns="strategy")))
+
+
+def test_plot_strategy_repair_counts():
+    linked = at.link_strategies(episodes(), codes(), window=5).assign(pd_=[0, 0, 1, 1, 1])
+    p = at.plot_strategy_repair(linked, by="pd_")
+    assert p.data["n"].sum() == 3  # the two episodes without coded rupture session are left out
+    with pytest.raises(at.AllianceDataError, match="No episode"):
+        at.plot_strategy_repair(linked.iloc[[1, 4]])

@@ -16,7 +16,6 @@ pytest.importorskip("alliancetrack.models.glmm", reason="needs fit_glmm (branch 
 
 from alliancetrack.models.strategies import (  # noqa: E402
     SeparationWarning,
-    repair_rates,
     strategy_effects,
 )
 
@@ -117,21 +116,6 @@ def test_bad_input(study):
         strategy_effects(study.assign(n_immediate=np.nan, n_strategies=np.nan))
     with pytest.raises(TypeError, match="link_strategies"):
         strategy_effects(study.to_numpy())
-
-
-def test_repair_rates_wilson(study):
-    rates = repair_rates(study, by="pd")
-    sub = study[study["pd"] == 1]
-    both = sub[(sub["n_immediate"] > 0) & (sub["n_expressive"] > 0)]
-    row = rates[(rates["pd"] == 1) & (rates["strategy_class"] == "both")].iloc[0]
-    assert row["n"] == len(both) and row["repaired"] == both["repaired"].sum()
-    # Wilson interval by hand
-    n, p, z = len(both), both["repaired"].mean(), 1.959963984540054
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    assert row["ci_low"] == pytest.approx(centre - half)
-    assert row["ci_high"] == pytest.approx(centre + half)
-    assert rates["n"].sum() == len(study)
 
 
 def test_separation_warns(study):

@@ -41,7 +41,9 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "simulation.studies": ("EVALUATION_COLUMNS", "evaluate_detection", "power_analysis", "rupture_definitions",
                    "sensitivity_analysis", "validation_study"),
     "plotting.validation": ("plot_power", "plot_specification_curve", "plot_validation"),
-    "strategy_links": ("link_strategies",),
+    "strategy_links": ("link_strategies", "repair_rates"),
+    "models.strategies": ("SeparationWarning", "StrategyEffects", "strategy_effects"),
+    "plotting.strategies": ("plot_strategy_repair",),
 }
 _LAZY_NAMES = {name: module for module, names in _LAZY.items() for name in names}
 
@@ -83,7 +85,13 @@ if TYPE_CHECKING:  # static analysers see the lazy names as ordinary imports
         outcome_model,
     )
     from alliancetrack.models.session_level import lag_within, split_within_between
+    from alliancetrack.models.strategies import (
+        SeparationWarning,
+        StrategyEffects,
+        strategy_effects,
+    )
     from alliancetrack.plotting.sources import plot_source_agreement, plot_sources_timeline
+    from alliancetrack.plotting.strategies import plot_strategy_repair
     from alliancetrack.plotting.trajectories import (
         plot_coefficients,
         plot_cohort,
@@ -105,7 +113,7 @@ if TYPE_CHECKING:  # static analysers see the lazy names as ordinary imports
         sensitivity_analysis,
         validation_study,
     )
-    from alliancetrack.strategy_links import link_strategies
+    from alliancetrack.strategy_links import link_strategies, repair_rates
 
 __all__ = [
     "CHANGE_COLUMNS",
@@ -140,6 +148,7 @@ __all__ = [
     "plot_source_agreement",
     "plot_sources_timeline",
     "plot_specification_curve",
+    "plot_strategy_repair",
     "plot_trajectories",
     "plot_validation",
     "power_analysis",
@@ -148,11 +157,13 @@ __all__ = [
     "read_3rs",
     "read_alliance",
     "read_psq",
+    "repair_rates",
     "reliable_change_cutoff",
     "rupture_definitions",
     "Scale",
     "SCALES",
     "select_changes",
+    "SeparationWarning",
     "sensitivity_analysis",
     "Strategy",
     "STRATEGIES",
@@ -161,6 +172,8 @@ __all__ = [
     "SingularFitWarning",
     "source_agreement",
     "split_within_between",
+    "strategy_effects",
+    "StrategyEffects",
     "sudden_changes",
     "validation_study",
     "write_report",

@@ -17,15 +17,13 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.models.glmm import GLMMResult, fit_glmm
 from alliancetrack.reading.alliance import _listing
 
-__all__ = ["SeparationWarning", "StrategyEffects", "strategy_effects", "repair_rates"]
+__all__ = ["SeparationWarning", "StrategyEffects", "strategy_effects"]
 
 _USES = ("any", "count")
 
@@ -319,52 +317,3 @@ def strategy_effects(linked: pd.DataFrame, outcome: str = "repaired",
     return StrategyEffects(table=table, fit=fit, formula=formula, data=model, dropped=dropped,
                            use=use)
 
-
-def repair_rates(linked: pd.DataFrame, outcome: str = "repaired", by: str | None = None,
-                 level: float = 0.95) -> pd.DataFrame:
-    """Repair rate by strategy class used, with Wilson intervals.
-
-    Episodes with a coded rupture session and a known outcome fall into
-    ``"none"``, ``"immediate only"``, ``"expressive only"`` or ``"both"``.
-
-    Returns ``[by,] strategy_class, n, repaired, rate, ci_low, ci_high``.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> from alliancetrack.models.strategies import repair_rates
-    >>> linked = pd.DataFrame({"n_immediate": pd.array([1, 0, 2, 0, None]),
-    ...                        "n_expressive": pd.array([0, 1, 1, 0, None]),
-    ...                        "repaired": [True, True, False, False, True]})
-    >>> repair_rates(linked)[["strategy_class", "n", "repaired"]].values.tolist()
-    [['none', 1, 0], ['immediate only', 1, 1], ['expressive only', 1, 1], ['both', 1, 0]]
-    """
-    need = ["n_immediate", "n_expressive", outcome] + ([by] if by else [])
-    missing = [c for c in need if c not in linked.columns]
-    if missing:
-        raise AllianceDataError(f"Column(s) {missing} not in the linked table.")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be between 0 and 1, got {level!r}.")
-    df = linked.loc[linked["n_immediate"].notna() & linked[outcome].notna()]
-    ni = pd.to_numeric(df["n_immediate"]).to_numpy(dtype=float) > 0
-    ne = pd.to_numeric(df["n_expressive"]).to_numpy(dtype=float) > 0
-    labels = ["none", "immediate only", "expressive only", "both"]
-    cls = np.select([~ni & ~ne, ni & ~ne, ~ni & ne], labels[:3], labels[3])
-    y = df[outcome].astype("boolean").astype(bool).to_numpy()
-    tab = pd.DataFrame({"k": cls, "y": y})
-    if by:
-        tab.insert(0, by, df[by].to_numpy())
-    grp = tab.groupby(([by] if by else []) + ["k"], sort=False)["y"]
-    out = pd.DataFrame({"n": grp.size(), "repaired": grp.sum()}).reset_index()
-    out = out.rename(columns={"k": "strategy_class"})
-    out["strategy_class"] = pd.Categorical(out["strategy_class"], categories=labels)
-    out = out.sort_values(([by] if by else []) + ["strategy_class"]).reset_index(drop=True)
-    z = stats.norm.ppf(0.5 + level / 2)
-    n, k = out["n"].to_numpy(float), out["repaired"].to_numpy(float)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    out["rate"], out["ci_low"], out["ci_high"] = p, centre - half, centre + half
-    out["n"] = out["n"].astype("int64")
-    out["repaired"] = out["repaired"].astype("int64")
-    return out
