@@ -28,9 +28,15 @@ __version__ = "0.1.0"
 _LAZY: dict[str, tuple[str, ...]] = {
     "agreement.sources": ("source_agreement",),
     "agreement.compare": ("EpisodeComparison", "compare_episodes"),
-    "models.mixed": ("ConvergenceWarning", "MixedResult", "SingularFitWarning", "fit_mixed"),
-    "models.outcome": ("DroppedPatientsWarning", "fit_gee_logistic", "group_contrasts",
-                "outcome_model"),
+    "models.lmm": ("ConvergenceWarning", "MixedResult", "SingularFitWarning", "fit_mixed"),
+    "models.formula": ("MixedFormula", "RandomTerm", "parse_mixed_formula"),
+    "models.random_effects": ("RandomEffects", "build_random_effects"),
+    "models.results": ("ModelResult", "Summary"),
+    "models.glmm": ("GLMMResult", "fit_glmm"),
+    "models.glmm.helpers": ("compare_count_models", "overdispersion", "repair_table",
+                            "rupture_counts"),
+    "models.outcome": ("DroppedPatientsWarning", "FewClustersWarning", "GEEResult",
+                       "OutcomeResult", "fit_gee_logistic", "group_contrasts", "outcome_model"),
     "plotting.trajectories": ("plot_coefficients", "plot_cohort", "plot_episode_summary", "plot_trajectories"),
     "report.html": ("write_report",),
     "reading.reported": ("ObserverData", "PSQData", "read_3rs", "read_psq"),
@@ -72,7 +78,15 @@ if TYPE_CHECKING:  # static analysers see the lazy names as ordinary imports
         select_changes,
         sudden_changes,
     )
-    from alliancetrack.models.mixed import (
+    from alliancetrack.models.formula import MixedFormula, RandomTerm, parse_mixed_formula
+    from alliancetrack.models.glmm import GLMMResult, fit_glmm
+    from alliancetrack.models.glmm.helpers import (
+        compare_count_models,
+        overdispersion,
+        repair_table,
+        rupture_counts,
+    )
+    from alliancetrack.models.lmm import (
         ConvergenceWarning,
         MixedResult,
         SingularFitWarning,
@@ -80,10 +94,15 @@ if TYPE_CHECKING:  # static analysers see the lazy names as ordinary imports
     )
     from alliancetrack.models.outcome import (
         DroppedPatientsWarning,
+        FewClustersWarning,
+        GEEResult,
+        OutcomeResult,
         fit_gee_logistic,
         group_contrasts,
         outcome_model,
     )
+    from alliancetrack.models.random_effects import RandomEffects, build_random_effects
+    from alliancetrack.models.results import ModelResult, Summary
     from alliancetrack.models.session_level import lag_within, split_within_between
     from alliancetrack.models.strategies import (
         SeparationWarning,
@@ -116,6 +135,22 @@ if TYPE_CHECKING:  # static analysers see the lazy names as ordinary imports
     from alliancetrack.strategy_links import link_strategies, repair_rates
 
 __all__ = [
+    "Summary",
+    "ModelResult",
+    "build_random_effects",
+    "RandomEffects",
+    "parse_mixed_formula",
+    "RandomTerm",
+    "MixedFormula",
+    "OutcomeResult",
+    "GEEResult",
+    "FewClustersWarning",
+    "GLMMResult",
+    "fit_glmm",
+    "compare_count_models",
+    "overdispersion",
+    "repair_table",
+    "rupture_counts",
     "CHANGE_COLUMNS",
     "EVALUATION_COLUMNS",
     "INTERVAL_COLUMNS",

@@ -9,9 +9,9 @@
   Eubanks, Muran & Safran (2018): repaired vs unrepaired and repaired vs no
   rupture, adjusted for baseline, with r and d comparable to the meta-analytic
   r = .29 (d = .62) between rupture resolution and outcome.
-* :func:`fit_gee_logistic`: binary outcomes such as dropout, logistic GEE with
-  an exchangeable working correlation within therapists (Liang & Zeger, 1986),
-  odds ratios with robust (sandwich) confidence intervals.
+* :func:`fit_gee_logistic` (defined in :mod:`alliancetrack.models.gee`, re-exported
+  here): binary outcomes such as dropout, logistic GEE with small-sample
+  corrected tests when there are few therapists.
 """
 
 from __future__ import annotations
@@ -27,17 +27,16 @@ import numpy as np
 import pandas as pd
 
 from alliancetrack.errors import AllianceDataError
-from alliancetrack.models.mixed import (
-    MixedResult,
-    _rename,
-    effect_size_from_t,
-    fit_mixed,
-    wald_table,
-)
+from alliancetrack.models.gee import FewClustersWarning, GEEResult, fit_gee_logistic
+from alliancetrack.models.lmm import MixedResult, fit_mixed
+from alliancetrack.models.results import ModelResult, effect_size_from_t
+from alliancetrack.models.results import rename_term as _rename
 
 __all__ = [
     "DroppedPatientsWarning",
     "EUBANKS_2018",
+    "FEW_CLUSTERS",
+    "FewClustersWarning",
     "GEEResult",
     "OutcomeResult",
     "fit_gee_logistic",
@@ -52,6 +51,10 @@ EUBANKS_2018: dict[str, float] = {"r": 0.29, "d": 0.62}
 _COEF_COLUMNS = ["term", "estimate", "se", "statistic", "p_value", "ci_low", "ci_high"]
 
 
+#: Below this many clusters, outcome models warn that cluster-level tests rest on few clusters.
+FEW_CLUSTERS = 20
+
+
 class DroppedPatientsWarning(UserWarning):
     """Some patients could not be used in an outcome model (see ``.dropped``)."""
 
@@ -62,7 +65,7 @@ def _q(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class OutcomeResult:
+class OutcomeResult(ModelResult):
     """Result of :func:`outcome_model`.
 
     Attributes
@@ -105,25 +108,18 @@ class OutcomeResult:
         """Residual degrees of freedom, ``n - p``."""
         return int(self.n - len(self.coefs))
 
+    _title = "Outcome model"
+
     def effect_size(self, term: str, df: float | None = None) -> dict[str, float]:
-        """r and d for a coefficient from its t/z statistic (see :func:`effect_size_from_t`).
+        """r and d for a coefficient from its t statistic (see :func:`effect_size_from_t`).
 
-        ``df`` defaults to ``n - p`` (patients minus fixed effects).
+        ``df`` defaults to the coefficient's df in ``coefs`` (Satterthwaite for
+        mixed models, ``n - p`` for OLS): a therapist-level predictor with few
+        therapists has few df, and its r is not inflated by the number of patients.
         """
-        key = _rename(term)
-        row = self.coefs.loc[self.coefs["term"] == key]
-        if row.empty:
-            raise AllianceDataError(
-                f"term {term!r} is not in the model; choose one of {list(self.coefs['term'])}."
-            )
-        out = {"term": key, "estimate": float(row["estimate"].iloc[0])}
-        out.update(
-            effect_size_from_t(float(row["statistic"].iloc[0]), self.df_resid if df is None else df)
-        )
-        return out
+        return ModelResult.effect_size(self, term, df)
 
-    def summary(self) -> str:
-        """Readable text summary."""
+    def _summary_text(self) -> str:
         head = f"Outcome model ({self.model}): {self.formula}\nPatients analysed: {self.n}"
         if len(self.dropped):
             counts = self.dropped["reason"].value_counts()
@@ -131,7 +127,7 @@ class OutcomeResult:
                 f"  {n:>4}  {r}" for r, n in counts.items()
             )
         body = (
-            self.fit.summary()
+            self.fit.summary().text
             if isinstance(self.fit, MixedResult)
             else self.coefs.to_string(index=False, float_format=lambda z: f"{z:.5g}")
         )
@@ -237,6 +233,7 @@ def _ols_coefs(res: Any, alpha: float) -> pd.DataFrame:
             "p_value": np.asarray(res.pvalues),
             "ci_low": ci[:, 0],
             "ci_high": ci[:, 1],
+            "df": float(res.df_resid),
         }
     )
 
@@ -248,6 +245,7 @@ def _fit(
     reml: bool,
     alpha: float,
     notes: list[str],
+    ddf: str = "satterthwaite",
 ) -> tuple[str, Any, pd.DataFrame, pd.DataFrame | None]:
     import statsmodels.formula.api as smf
 
@@ -262,7 +260,23 @@ def _fit(
     if groups is None:
         res = smf.ols(formula, data).fit()
         return "ols", res, _ols_coefs(res, alpha), None
-    fit = fit_mixed(formula, data, groups=groups, reml=reml, alpha=alpha)
+    fit = fit_mixed(formula, data, groups=groups, reml=reml, alpha=alpha, ddf=ddf)
+    k = int(data[groups].nunique())
+    if k < FEW_CLUSTERS:
+        test = (
+            "Wald z tests, which are anti-conservative here (too small p-values, too narrow "
+            "intervals)"
+            if fit.ddf == "wald"
+            else f"t tests with {fit.ddf} df (see coefs['df']; a z test would be "
+            "anti-conservative)"
+        )
+        msg = (
+            f"only {k} {groups} clusters: tests of {groups}-level predictors rest on {k} "
+            f"clusters, not on the {len(data)} patients, and have little power; reported "
+            f"with {test}. Treat {groups}-level effects as tentative (Luke, 2017)."
+        )
+        notes.append(msg)
+        warnings.warn(msg, FewClustersWarning, stacklevel=3)
     return "mixed", fit, fit.coefs, fit.variance
 
 
@@ -279,6 +293,7 @@ def outcome_model(
     covariates: Sequence[str] = (),
     reml: bool = True,
     alpha: float = 0.05,
+    ddf: str = "satterthwaite",
 ) -> OutcomeResult:
     """Regress post-treatment outcome on baseline and episode predictors.
 
@@ -315,6 +330,10 @@ def outcome_model(
         REML (default) or ML for the mixed model.
     alpha : float
         1 - confidence level.
+    ddf : str
+        Denominator df of the mixed model's t tests (see :func:`fit_mixed`):
+        ``"satterthwaite"`` (default), ``"kenward-roger"``, ``"residual"`` or
+        ``"wald"``.
 
     Returns
     -------
@@ -327,6 +346,12 @@ def outcome_model(
     DroppedPatientsWarning
         When any patient is not analysed (reasons: excluded from episode
         detection, not in the predictors table, no outcome row, missing values).
+    FewClustersWarning
+        With fewer than 20 therapists: tests of therapist-level predictors
+        (e.g. training) rest on that many clusters, not on the patients; their
+        p-values and intervals use Satterthwaite t tests (with 8 therapists a
+        therapist-level predictor has about 6 df), and the z test lme4 prints
+        would be anti-conservative (Luke, 2017).
 
     Examples
     --------
@@ -363,7 +388,7 @@ def outcome_model(
             "see the reasons in the warning (missing outcome, excluded patients)."
         )
     formula = f"{_q(outcome)} ~ " + (" + ".join(_q(c) for c in rhs) if rhs else "1")
-    model, fit, coefs, variance = _fit(formula, data, groups, reml, alpha, notes)
+    model, fit, coefs, variance = _fit(formula, data, groups, reml, alpha, notes, ddf)
     return OutcomeResult(formula, model, coefs, variance, data, dropped, notes, fit)
 
 
@@ -380,6 +405,7 @@ def group_contrasts(
     better: str = "lower",
     reml: bool = True,
     alpha: float = 0.05,
+    ddf: str = "satterthwaite",
 ) -> pd.DataFrame:
     """Repaired vs unrepaired and repaired vs no rupture, adjusted for baseline.
 
@@ -388,13 +414,21 @@ def group_contrasts(
     reports each contrast as in Eubanks, Muran & Safran (2018).
 
     Formulas: ``estimate`` is the baseline-adjusted mean difference
-    *repaired minus comparison* in outcome units, ``statistic`` its Wald z (t
-    for OLS) and ``df = n - p`` (patients analysed minus fixed effects).  The
-    effect sizes use Rosenthal's (1994) conversions, ``r = t / sqrt(t^2 + df)``
-    and ``d = 2 t / sqrt(df)``, signed so that **positive values favour the
-    repaired group** (with ``better="lower"``, as for the BDI, a negative
-    ``estimate`` gives positive r and d).  They can be set next to the
-    meta-analytic r = .29, d = .62 (:data:`EUBANKS_2018`).
+    *repaired minus comparison* in outcome units, ``statistic`` its t with
+    ``df`` (Satterthwaite by default, as lmerTest; ``n - p`` for OLS).
+
+    ``d`` is the model-adjusted difference divided by the total outcome SD
+    ``sqrt(tau^2 + sigma^2)`` (therapist plus residual variance; the residual
+    SD for OLS), a standardised mean difference that does not assume equal
+    groups; ``d_ci_low, d_ci_high`` are the difference's confidence limits
+    divided by the same SD (the SD treated as known).  ``r = t / sqrt(t^2 + df)``
+    (Rosenthal, 1994) with the contrast's df.  Both are signed so that
+    **positive values favour the repaired group** (with ``better="lower"``,
+    as for the BDI, a negative ``estimate`` gives positive r and d).  They can
+    be set next to the meta-analytic r = .29, d = .62 (:data:`EUBANKS_2018`),
+    which pools studies' standardised differences; the conversion
+    ``d = 2t / sqrt(df)`` assumes two equal groups and understates d with
+    unequal ones.
 
     Parameters
     ----------
@@ -424,7 +458,8 @@ def group_contrasts(
     -------
     pandas.DataFrame
         One row per contrast: ``contrast, comparison, n_repaired, n_comparison,
-        estimate, se, statistic, p_value, ci_low, ci_high, df, r, d, model``.
+        estimate, se, statistic, p_value, ci_low, ci_high, df, r, d, d_ci_low,
+        d_ci_high, sd_total, model``.
         The full fit is in ``.attrs["model"]`` (an :class:`OutcomeResult`).
 
     Examples
@@ -473,9 +508,16 @@ def group_contrasts(
         dummies.append(f"_is_{c}")
     terms = [*([baseline] if baseline else []), *dummies, *covariates]
     formula = f"{_q(outcome)} ~ " + " + ".join(_q(c) for c in terms)
-    model, fit, coefs, variance = _fit(formula, data, groups_used, reml, alpha, notes)
+    model, fit, coefs, variance = _fit(formula, data, groups_used, reml, alpha, notes, ddf)
     res = OutcomeResult(formula, model, coefs, variance, data, dropped, notes, fit)
-    df = res.df_resid
+    if variance is not None:  # tau^2 (every random-effect variance) + sigma^2
+        sd_total = math.sqrt(float(variance.loc[variance["term2"].isna(), "variance"].sum()))
+    else:
+        sd_total = math.sqrt(float(fit.scale))
+    notes.append(
+        f"d = adjusted difference / total SD ({sd_total:.4g} = sqrt(tau^2 + sigma^2)); "
+        "r from t with the contrast's df."
+    )
     sign_fav = -1.0 if better == "lower" else 1.0
     rows = []
     c_idx = coefs.set_index("term")
@@ -491,7 +533,9 @@ def group_contrasts(
             b = c_idx.loc[f"_is_{c}"]
             est = -float(b["estimate"])
             stat = -float(b["statistic"])
+            df = res.term_df(f"_is_{c}")
             es = effect_size_from_t(sign_fav * stat, df)
+            lo, hi = sorted((sign_fav * -float(b["ci_high"]), sign_fav * -float(b["ci_low"])))
             row.update(
                 estimate=est,
                 se=float(b["se"]),
@@ -501,157 +545,17 @@ def group_contrasts(
                 ci_high=-float(b["ci_low"]),
                 df=df,
                 r=es["r"],
-                d=es["d"],
+                d=sign_fav * est / sd_total,
+                d_ci_low=lo / sd_total,
+                d_ci_high=hi / sd_total,
+                sd_total=sd_total,
             )
         rows.append(row)
     cols = [
         "contrast", "comparison", "n_repaired", "n_comparison", "estimate", "se", "statistic",
-        "p_value", "ci_low", "ci_high", "df", "r", "d",
+        "p_value", "ci_low", "ci_high", "df", "r", "d", "d_ci_low", "d_ci_high", "sd_total",
     ]  # fmt: skip
     out = pd.DataFrame(rows).reindex(columns=cols)
     out["model"] = model
     out.attrs["model"] = res
     return out
-
-
-@dataclass(frozen=True)
-class GEEResult:
-    """Result of :func:`fit_gee_logistic`.
-
-    Attributes
-    ----------
-    coefs : pandas.DataFrame
-        ``term, estimate`` (log-odds), ``se`` (robust), ``statistic``,
-        ``p_value``, ``ci_low, ci_high`` (log-odds), ``odds_ratio, or_ci_low,
-        or_ci_high``.
-    result : statsmodels GEEResults
-        The underlying statsmodels fit.
-    nobs, n_groups, n_dropped : int
-        Rows used, clusters, rows dropped for missing values.
-    working_correlation : float
-        The estimated exchangeable within-cluster correlation.
-    """
-
-    formula: str
-    groups: str
-    coefs: pd.DataFrame
-    result: Any = field(repr=False)
-    nobs: int = 0
-    n_groups: int = 0
-    n_dropped: int = 0
-    working_correlation: float = float("nan")
-
-    def summary(self) -> str:
-        """Readable text summary."""
-        return (
-            f"Logistic GEE (exchangeable within {self.groups}, robust SEs): {self.formula}\n"
-            f"Observations: {self.nobs}  clusters: {self.n_groups}  "
-            f"rows dropped for missing values: {self.n_dropped}  "
-            f"working correlation: {self.working_correlation:.4f}\n"
-            + self.coefs.to_string(index=False, float_format=lambda z: f"{z:.5g}")
-        )
-
-
-def fit_gee_logistic(
-    formula: str,
-    df: pd.DataFrame,
-    groups: str = "therapist",
-    *,
-    alpha: float = 0.05,
-) -> GEEResult:
-    """Logistic regression for a binary outcome (e.g. dropout), clustered by therapist.
-
-    Generalised estimating equations (Liang & Zeger, 1986) with a binomial
-    family, logit link and an exchangeable working correlation within
-    ``groups``; robust (sandwich) standard errors.  Odds ratios are
-    ``exp(estimate)`` with CIs ``exp(estimate -/+ z * se)``.  The coefficients
-    are population-averaged (marginal) effects, not the cluster-specific
-    effects a mixed logistic model would give.
-
-    Parameters
-    ----------
-    formula : str
-        E.g. ``"dropout ~ n_unrepaired + bdi_pre"``; the outcome must be 0/1 or
-        boolean.
-    df : pandas.DataFrame
-        One row per patient.  Rows with missing model variables are dropped and
-        counted (``n_dropped``).
-    groups : str
-        Cluster column.
-    alpha : float
-        1 - confidence level.
-
-    Returns
-    -------
-    GEEResult
-
-    Examples
-    --------
-    >>> import numpy as np, pandas as pd, alliancetrack as at
-    >>> rng = np.random.default_rng(0)
-    >>> n = 300
-    >>> d = pd.DataFrame({"therapist": np.arange(n) % 15, "n_unrepaired": rng.integers(0, 3, n)})
-    >>> p = 1 / (1 + np.exp(-(-1.5 + 0.7 * d["n_unrepaired"])))
-    >>> d["dropout"] = (rng.random(n) < p).astype(int)
-    >>> res = at.fit_gee_logistic("dropout ~ n_unrepaired", d)
-    >>> res.coefs["term"].tolist()
-    ['(Intercept)', 'n_unrepaired']
-    >>> bool(res.coefs.loc[1, "odds_ratio"] > 1)
-    True
-    """
-    import statsmodels.api as sm
-    import statsmodels.formula.api as smf
-    from patsy import PatsyError
-
-    from alliancetrack.models.mixed import _formula_columns
-
-    if not isinstance(df, pd.DataFrame):
-        raise AllianceDataError(f"df must be a pandas DataFrame, got {type(df).__name__}.")
-    if groups not in df.columns:
-        raise AllianceDataError(
-            f"grouping column {groups!r} is not in the data (columns: {list(df.columns)})."
-        )
-    lhs = formula.split("~")[0].strip()
-    cols = [c for c in _formula_columns(formula, []) if c in df.columns]
-    data = df[list(dict.fromkeys([*cols, groups]))].dropna().reset_index(drop=True)
-    if lhs in data.columns:
-        y = data[lhs]
-        if pd.api.types.is_bool_dtype(y):
-            data[lhs] = y.astype(int)
-        elif not set(pd.unique(y)) <= {0, 1}:
-            raise AllianceDataError(
-                f"outcome column {lhs!r} must be 0/1 or boolean for logistic GEE; found values "
-                f"{sorted(pd.unique(y))[:10]}."
-            )
-    try:
-        model = smf.gee(
-            formula,
-            groups=groups,
-            data=data,
-            family=sm.families.Binomial(),
-            cov_struct=sm.cov_struct.Exchangeable(),
-        )
-    except PatsyError as exc:
-        raise AllianceDataError(
-            f"could not build the model from formula {formula!r}: {exc}. "
-            f"Columns available: {list(df.columns)}."
-        ) from exc
-    res = model.fit()
-    coefs = wald_table(model.exog_names, res.params, res.bse, alpha)
-    coefs["odds_ratio"] = np.exp(coefs["estimate"])
-    coefs["or_ci_low"] = np.exp(coefs["ci_low"])
-    coefs["or_ci_high"] = np.exp(coefs["ci_high"])
-    try:
-        rho = float(model.cov_struct.dep_params)
-    except (TypeError, ValueError):  # pragma: no cover
-        rho = math.nan
-    return GEEResult(
-        formula=formula,
-        groups=groups,
-        coefs=coefs,
-        result=res,
-        nobs=int(res.nobs),
-        n_groups=int(data[groups].nunique()),
-        n_dropped=len(df) - len(data),
-        working_correlation=rho,
-    )

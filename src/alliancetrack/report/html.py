@@ -382,6 +382,11 @@ def write_report(
         dropped = fit.dropped.copy()
         save("model_dropped", dropped)
         notes = "".join(f"<li>{html.escape(str(n))}</li>" for n in getattr(fit, "notes", []))
+        methods = (
+            f"<p class='methods'><b>Methods.</b> {html.escape(fit.fit.methods_text())}</p>"
+            if hasattr(fit.fit, "methods_text")
+            else ""
+        )
         model_html = (
             f"<p>{html.escape(str(getattr(fit, 'model', '')))} model of "
             f"<code>{html.escape(outcome)}</code> on "
@@ -390,6 +395,7 @@ def write_report(
             f"(episodes of <code>{html.escape(primary_label)}</code>), "
             f"n = {fit.n} patients.</p>"
             + _html_table(coefs, "model")
+            + methods
             + (f"<ul class='note'>{notes}</ul>" if notes else "")
             + "<h3>Patients not in the model</h3>" + _html_table(dropped, "model_dropped")
         )
