@@ -69,7 +69,7 @@ class StrategyEffects:
             lines.append(f"- {r.meaning}")
         lines += ["", "Observational data: strategies are chosen in response to the rupture, so "
                   "these odds ratios are associations, not effects of a strategy.", "",
-                  self.fit.summary()]
+                  str(self.fit.summary())]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
