@@ -288,3 +288,30 @@ def test_plot_strategy_repair_counts():
     assert p.data["n"].sum() == 3  # the two episodes without coded rupture session are left out
     with pytest.raises(at.AllianceDataError, match="No episode"):
         at.plot_strategy_repair(linked.iloc[[1, 4]])
+
+
+# --------------------------------------------------------------------------- command line
+
+def test_cli_strategies(tmp_path, capsys):
+    from alliancetrack.cli import main
+
+    markers = ROWS.drop(columns="strategy")
+    strategies = ROWS.loc[ROWS["strategy"].notna(), ["patient", "session", "segment", "strategy"]]
+    markers.to_csv(tmp_path / "markers.csv", index=False)
+    strategies.to_csv(tmp_path / "strategies.csv", index=False)
+    episodes().to_csv(tmp_path / "episodes.csv", index=False)
+    rc = main(["strategies", str(tmp_path / "markers.csv"), str(tmp_path / "strategies.csv"),
+               "--resolution", "resolution", "--therapist", "therapist", "--episodes",
+               str(tmp_path / "episodes.csv"), "--window", "5", "--out", str(tmp_path / "o")])
+    assert rc == 0
+    linked = pd.read_csv(tmp_path / "o" / "strategies_linked.csv")
+    expected = at.link_strategies(episodes(), codes(), window=5)
+    assert linked["n_strategies"].tolist()[0] == 4
+    np.testing.assert_array_equal(linked["n_expressive"].to_numpy(dtype=float),
+                                  expected["n_expressive"].to_numpy(dtype=float, na_value=np.nan))
+    assert (tmp_path / "o" / "strategy_repair_rates.png").exists()
+    strategies.assign(strategy="hug").to_csv(tmp_path / "bad.csv", index=False)
+    rc = main(["strategies", str(tmp_path / "markers.csv"), str(tmp_path / "bad.csv"),
+               "--resolution", "resolution", "--out", str(tmp_path / "o2")])
+    assert rc == 2
+    assert "unknown strategy: 'hug'" in capsys.readouterr().err
