@@ -315,3 +315,24 @@ def test_cli_strategies(tmp_path, capsys):
                "--resolution", "resolution", "--out", str(tmp_path / "o2")])
     assert rc == 2
     assert "unknown strategy: 'hug'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- report
+
+def test_report_strategy_section(tmp_path):
+    pytest.importorskip("alliancetrack.models.glmm")
+    ex = at.datasets.load_example()
+    data = at.read_alliance(ex.sessions[ex.sessions["patient"] <= 30], therapist="therapist",
+                            scale="wai-sr")
+    obs = at.read_3rs(pd.concat([ex.observer, ex.strategies], ignore_index=True),
+                      marker="marker", resolution="resolution", strategy="strategy",
+                      patients=data.patients)
+    paths = at.write_report(data, tmp_path, methods=["stiles-2sd"], strategy_codes=obs)
+    page = paths["report"].read_text()
+    assert "<h2>Repair strategies</h2>" in page and "associations, not effects" in page
+    linked = pd.read_csv(paths["strategies_linked"])
+    expected = at.link_strategies(at.detect_episodes(obs, method="observer"), obs)
+    assert linked["n_expressive"].tolist() == expected["n_expressive"].tolist()
+    assert "therapist" in linked.columns
+    without = at.write_report(data, tmp_path / "plain", methods=["stiles-2sd"])
+    assert "strategies_linked" not in without
