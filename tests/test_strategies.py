@@ -334,5 +334,3 @@ def test_report_strategy_section(tmp_path):
     expected = at.link_strategies(at.detect_episodes(obs, method="observer"), obs)
     assert linked["n_expressive"].tolist() == expected["n_expressive"].tolist()
     assert "therapist" in linked.columns
-    without = at.write_report(data, tmp_path / "plain", methods=["stiles-2sd"])
-    assert "strategies_linked" not in without
