@@ -31,7 +31,7 @@ t0 <- proc.time()[["elapsed"]]
 f <- glmer(n_ruptures ~ pd + trained + offset(log(n_sessions)) + (1 | therapist), data = d,
            family = poisson, control = glmerControl(optimizer = "bobyqa"))
 el <- proc.time()[["elapsed"]] - t0
-cat(el, as.numeric(logLik(f)), fixef(f), sqrt(diag(as.matrix(vcov(f)))), "\\n")
+cat(sprintf("%.10f", c(el, as.numeric(logLik(f)), fixef(f), sqrt(diag(as.matrix(vcov(f)))))), "\\n")
 """
 
 
@@ -75,7 +75,7 @@ def main() -> None:
     t_r, ll_r, est_r, se_r = vals[0], vals[1], vals[2:2 + p], vals[2 + p:2 + 2 * p]
     diff = np.max(np.abs(fit.coefs["estimate"].to_numpy() - est_r) / se_r)
     print(f"lme4 glmer (bobyqa):    {t_r:.2f} s  logLik {ll_r:.4f}")
-    print(f"speed-up {t_r / t_py:.2f}x; logLik difference {fit.llf - ll_r:+.4f}; "
+    print(f"speed-up {t_r / t_py:.2f}x; logLik difference {fit.llf - ll_r:+.6f}; "
           f"largest estimate difference {diff:.4f} SE")
 
 

@@ -232,3 +232,11 @@ def test_negbin_without_overdispersion_stops_at_theta_bound():
     assert nb.theta == pytest.approx(1e5)
     assert nb.llf == pytest.approx(pois.llf, abs=0.01)
     np.testing.assert_allclose(nb.coefs["estimate"], pois.coefs["estimate"], atol=1e-3)
+
+
+def test_few_levels_warn_that_wald_tests_are_anti_conservative():
+    f, d, fam, q, w = CASES["cbpp"]
+    with pytest.warns(at.FewClustersWarning, match=r"herd \(15\).*anti-conservative"):
+        res = at.fit_glmm(f, d, family=fam, nagq=q, weights=w)
+    assert "Note: few levels of herd (15)" in str(res.summary())
+    assert _fit("pois_laplace").note == ""  # 40 therapists

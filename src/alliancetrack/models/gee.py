@@ -28,6 +28,7 @@ import pandas as pd
 from scipy import stats
 
 from alliancetrack.errors import AllianceDataError
+from alliancetrack.models.clustered import FEW_CLUSTERS, FewClustersWarning
 from alliancetrack.models.lmm.design import formula_columns as _formula_columns
 from alliancetrack.models.results import ModelResult
 from alliancetrack.models.results import rename_term as _rename
@@ -42,12 +43,8 @@ __all__ = [
 
 #: Below this many clusters ``small_sample="auto"`` uses Mancl-DeRouen SEs and t(G - p).
 SMALL_SAMPLE_CLUSTERS = 50
-#: Below this many clusters a :class:`FewClustersWarning` is issued.
-FEW_CLUSTERS_WARN = 20
-
-
-class FewClustersWarning(UserWarning):
-    """Few clusters (therapists): tests of GEE and outcome models are only approximate."""
+#: Below this many clusters a :class:`FewClustersWarning` is issued (the outcome models' limit).
+FEW_CLUSTERS_WARN = FEW_CLUSTERS
 
 
 @dataclass(frozen=True)

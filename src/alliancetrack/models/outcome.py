@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 
 from alliancetrack.errors import AllianceDataError
-from alliancetrack.models.gee import FewClustersWarning, GEEResult, fit_gee_logistic
-from alliancetrack.models.lmm import MixedResult, fit_mixed
+from alliancetrack.models.clustered import FEW_CLUSTERS, FewClustersWarning, fit_clustered
+from alliancetrack.models.gee import GEEResult, fit_gee_logistic
+from alliancetrack.models.lmm import MixedResult
 from alliancetrack.models.results import ModelResult, effect_size_from_t
-from alliancetrack.models.results import rename_term as _rename
 
 __all__ = [
     "DroppedPatientsWarning",
@@ -49,10 +49,6 @@ __all__ = [
 EUBANKS_2018: dict[str, float] = {"r": 0.29, "d": 0.62}
 
 _COEF_COLUMNS = ["term", "estimate", "se", "statistic", "p_value", "ci_low", "ci_high"]
-
-
-#: Below this many clusters, outcome models warn that cluster-level tests rest on few clusters.
-FEW_CLUSTERS = 20
 
 
 class DroppedPatientsWarning(UserWarning):
@@ -222,64 +218,6 @@ def _prepare(
     return data, dropped, groups, notes
 
 
-def _ols_coefs(res: Any, alpha: float) -> pd.DataFrame:
-    ci = np.asarray(res.conf_int(alpha=alpha))
-    return pd.DataFrame(
-        {
-            "term": [_rename(n) for n in res.model.exog_names],
-            "estimate": np.asarray(res.params),
-            "se": np.asarray(res.bse),
-            "statistic": np.asarray(res.tvalues),
-            "p_value": np.asarray(res.pvalues),
-            "ci_low": ci[:, 0],
-            "ci_high": ci[:, 1],
-            "df": float(res.df_resid),
-        }
-    )
-
-
-def _fit(
-    formula: str,
-    data: pd.DataFrame,
-    groups: str | None,
-    reml: bool,
-    alpha: float,
-    notes: list[str],
-    ddf: str = "satterthwaite",
-) -> tuple[str, Any, pd.DataFrame, pd.DataFrame | None]:
-    import statsmodels.formula.api as smf
-
-    if groups is None:
-        notes.append("no clustering variable (groups=None): fitted OLS.")
-    elif data[groups].nunique() < 2:
-        notes.append(
-            f"only {data[groups].nunique()} value of {groups!r} among the analysed patients: "
-            "fitted OLS (a random intercept needs at least two clusters)."
-        )
-        groups = None
-    if groups is None:
-        res = smf.ols(formula, data).fit()
-        return "ols", res, _ols_coefs(res, alpha), None
-    fit = fit_mixed(formula, data, groups=groups, reml=reml, alpha=alpha, ddf=ddf)
-    k = int(data[groups].nunique())
-    if k < FEW_CLUSTERS:
-        test = (
-            "Wald z tests, which are anti-conservative here (too small p-values, too narrow "
-            "intervals)"
-            if fit.ddf == "wald"
-            else f"t tests with {fit.ddf} df (see coefs['df']; a z test would be "
-            "anti-conservative)"
-        )
-        msg = (
-            f"only {k} {groups} clusters: tests of {groups}-level predictors rest on {k} "
-            f"clusters, not on the {len(data)} patients, and have little power; reported "
-            f"with {test}. Treat {groups}-level effects as tentative (Luke, 2017)."
-        )
-        notes.append(msg)
-        warnings.warn(msg, FewClustersWarning, stacklevel=3)
-    return "mixed", fit, fit.coefs, fit.variance
-
-
 def outcome_model(
     table: pd.DataFrame,
     /,
@@ -388,7 +326,7 @@ def outcome_model(
             "see the reasons in the warning (missing outcome, excluded patients)."
         )
     formula = f"{_q(outcome)} ~ " + (" + ".join(_q(c) for c in rhs) if rhs else "1")
-    model, fit, coefs, variance = _fit(formula, data, groups, reml, alpha, notes, ddf)
+    model, fit, coefs, variance = fit_clustered(formula, data, groups, reml, alpha, notes, ddf)
     return OutcomeResult(formula, model, coefs, variance, data, dropped, notes, fit)
 
 
@@ -508,7 +446,7 @@ def group_contrasts(
         dummies.append(f"_is_{c}")
     terms = [*([baseline] if baseline else []), *dummies, *covariates]
     formula = f"{_q(outcome)} ~ " + " + ".join(_q(c) for c in terms)
-    model, fit, coefs, variance = _fit(formula, data, groups_used, reml, alpha, notes, ddf)
+    model, fit, coefs, variance = fit_clustered(formula, data, groups_used, reml, alpha, notes, ddf)
     res = OutcomeResult(formula, model, coefs, variance, data, dropped, notes, fit)
     if variance is not None:  # tau^2 (every random-effect variance) + sigma^2
         sd_total = math.sqrt(float(variance.loc[variance["term2"].isna(), "variance"].sum()))

@@ -119,6 +119,17 @@ def overdispersion(fit: GLMMResult) -> dict[str, float]:
     ``n - p - n_theta`` (Bolker et al., 2009).  A ratio well above 1 (and a
     small ``p_value`` of the chi-square test) signals overdispersion: use
     ``family="negbin"``.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, alliancetrack as at
+    >>> rng = np.random.default_rng(2)
+    >>> d = pd.DataFrame({"therapist": np.repeat(np.arange(15), 12)})
+    >>> mu = np.exp(1.0 + rng.normal(0, 0.3, 15)[d["therapist"]])
+    >>> d["y"] = rng.negative_binomial(1.0, 1.0 / (1.0 + mu))  # theta = 1: overdispersed
+    >>> fit = at.fit_glmm("y ~ 1 + (1 | therapist)", d, family="poisson")
+    >>> round(at.overdispersion(fit)["ratio"], 1) > 1.5
+    True
     """
     y, mu = fit.response, fit.fitted
     if fit.family == "poisson":

@@ -18,6 +18,7 @@ from scipy import stats
 
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.models.formula import parse_mixed_formula
+from alliancetrack.models.gee import FEW_CLUSTERS_WARN, FewClustersWarning
 from alliancetrack.models.glmm.engine import GLMMObjective, fit_engine, glm_irls
 from alliancetrack.models.glmm.family import make_family
 from alliancetrack.models.glmm.pirls import make_system
@@ -57,6 +58,8 @@ class GLMMResult(ModelResult):
         Negative-binomial dispersion (``glmer.nb``'s theta; ``nan`` otherwise).
     converged, singular : bool
         Optimum verified; random-effect variance at zero (lme4's ``isSingular``).
+    note : str
+        Caveat printed by the summary (few levels of a grouping factor).
     fitted, response : ndarray
         Conditional means (given the predicted random effects) and the response
         (proportions for binomial) of the model rows.
@@ -81,6 +84,7 @@ class GLMMResult(ModelResult):
     response: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     message: str = ""
     attempts: list = field(default_factory=list, repr=False)
+    note: str = ""
 
     @property
     def aic(self) -> float:
@@ -113,6 +117,8 @@ class GLMMResult(ModelResult):
             f"Fixed effects (Wald z tests, ratio = {ratio}):",
             self.coefs.to_string(index=False, float_format=lambda z: f"{z:.5g}"),
         ]
+        if self.note:
+            lines.append(f"Note: {self.note}.")
         return "\n".join(lines)
 
     def methods_text(self) -> str:
@@ -316,6 +322,9 @@ def fit_glmm(
         A random-effect variance is estimated as zero.
     ConvergenceWarning
         The optimum could not be verified.
+    FewClustersWarning
+        A grouping factor has fewer than 20 levels: Wald z tests of predictors
+        at that level are anti-conservative (as glmer's, which are the same).
 
     References
     ----------
@@ -381,6 +390,13 @@ def fit_glmm(
     if not ef.converged:
         warnings.warn(f"the GLMM optimiser did not reach a verified optimum ({ef.message}).",
                       ConvergenceWarning, stacklevel=2)
+    few = {t.name: t.n_levels for t in rand.terms if t.n_levels < FEW_CLUSTERS_WARN}
+    note = ""
+    if few:
+        names = ", ".join(f"{g} ({n})" for g, n in few.items())
+        note = (f"few levels of {names}: Wald z tests of predictors that vary only at that level "
+                "are anti-conservative (glmer offers no df correction); treat them as tentative")
+        warnings.warn(f"{note}.", FewClustersWarning, stacklevel=2)
     return GLMMResult(
         formula=formula, family=fam.name, nagq=int(nagq),
         coefs=_coef_table(list(X.columns), beta, ef.vcov, alpha),
@@ -388,5 +404,5 @@ def fit_glmm(
         converged=ef.converged, singular=ef.singular, nobs=len(d),
         n_groups={t.name: t.n_levels for t in rand.terms}, n_dropped=n_dropped,
         vcov=ef.vcov, theta_re=theta_re, ranef=rand.lambda_matrix(theta_re) @ ef.u,
-        fitted=ef.mu, response=y, message=ef.message, attempts=ef.attempts,
+        fitted=ef.mu, response=y, message=ef.message, attempts=ef.attempts, note=note,
     )
