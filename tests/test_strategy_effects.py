@@ -125,3 +125,15 @@ def test_separation_warns(study):
         warnings.simplefilter("always", SeparationWarning)
         with pytest.warns(SeparationWarning, match="any_expressive=1: 534 of 534 repaired"):
             strategy_effects(sep)
+
+
+def test_counts_patient_only_matches_glmer(study):
+    ref = pd.read_csv(REF / "strategy_glmer_counts.csv").set_index("term")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        eff = strategy_effects(study, moderators=["pd"], groups=None, use="count")
+    co = eff.fit.coefs.set_index("term")
+    np.testing.assert_allclose(co.loc[ref.index, "estimate"], ref["estimate"], atol=1e-4)
+    np.testing.assert_allclose(co.loc[ref.index, "se"], ref["se"], atol=2e-4)
+    assert eff.fit.llf == pytest.approx(ref["loglik"].iloc[0], abs=1e-3)
+    assert eff.fit.variance["sd"].iloc[0] == pytest.approx(ref["sd_patient"].iloc[0], abs=1e-3)

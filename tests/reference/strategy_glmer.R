@@ -17,3 +17,11 @@ out <- data.frame(term = rownames(co), estimate = co[, 1], se = co[, 2],
 write.csv(out, "strategy_glmer_coefs.csv", row.names = FALSE)
 write.csv(data.frame(group = vc$grp, sd = vc$sdcor, loglik = as.numeric(logLik(fit))),
           "strategy_glmer_variance.csv", row.names = FALSE)
+# patient intercept only (strategy_effects(..., groups=None)), counts of uses
+fit2 <- glmer(repaired ~ (n_immediate + n_expressive) * pd + (1 | patient), data = d,
+              family = binomial)
+co2 <- summary(fit2)$coefficients
+write.csv(data.frame(term = rownames(co2), estimate = co2[, 1], se = co2[, 2],
+                     sd_patient = as.data.frame(VarCorr(fit2))$sdcor[1],
+                     loglik = as.numeric(logLik(fit2))),
+          "strategy_glmer_counts.csv", row.names = FALSE)
