@@ -8,4 +8,3 @@ import pytest
 def _wide_pandas_display():
     with pd.option_context("display.width", 250, "display.max_columns", 60):
         yield
-
