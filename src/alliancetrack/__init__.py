@@ -22,6 +22,7 @@ from alliancetrack.errors import AllianceDataError
 from alliancetrack.predictors import episode_predictors
 from alliancetrack.reading.alliance import AllianceData, as_alliance_data, read_alliance
 from alliancetrack.reading.scales import SCALES, Scale
+from alliancetrack.reading.strategies import STRATEGIES, Strategy
 from alliancetrack.simulation.cohort import SimulatedCohort, simulate_cohort
 
 __version__ = "0.1.0"
@@ -29,7 +30,7 @@ __version__ = "0.1.0"
 _EAGER = (
     "AllianceData", "AllianceDataError", "as_alliance_data", "datasets", "detect_episodes",
     "DipRecoveryRule", "EPISODE_COLUMNS", "episode_predictors", "PRESETS", "read_alliance",
-    "Scale", "SCALES", "simulate_cohort", "SimulatedCohort",
+    "Scale", "SCALES", "simulate_cohort", "SimulatedCohort", "Strategy", "STRATEGIES",
 )
 
 # module (relative to the package) -> the public names it provides, imported on first use.
@@ -39,6 +40,9 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "detection.sudden": ("CHANGE_COLUMNS", "INTERVAL_COLUMNS", "describe_sudden_changes",
                          "reliable_change_cutoff", "select_changes", "sudden_changes"),
     "models.formula": ("MixedFormula", "RandomTerm", "parse_mixed_formula"),
+    "models.glmm": ("GLMMResult", "fit_glmm"),
+    "models.glmm.helpers": ("compare_count_models", "overdispersion", "repair_table",
+                            "rupture_counts"),
     "models.lmm": ("ConvergenceWarning", "MixedResult", "SingularFitWarning", "fit_mixed"),
     "models.outcome": ("DroppedPatientsWarning", "FewClustersWarning", "GEEResult",
                        "OutcomeResult", "fit_gee_logistic", "group_contrasts", "outcome_model"),
@@ -49,10 +53,13 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "plotting.trajectories": ("plot_coefficients", "plot_cohort", "plot_episode_summary",
                               "plot_trajectories"),
     "plotting.validation": ("plot_power", "plot_specification_curve", "plot_validation"),
+    "models.strategies": ("SeparationWarning", "StrategyEffects", "strategy_effects"),
+    "plotting.strategies": ("plot_strategy_repair",),
     "reading.reported": ("ObserverData", "PSQData", "read_3rs", "read_psq"),
     "report.html": ("write_report",),
     "simulation.studies": ("EVALUATION_COLUMNS", "evaluate_detection", "power_analysis",
                            "rupture_definitions", "sensitivity_analysis", "validation_study"),
+    "strategy_links": ("link_strategies", "repair_rates"),
 }
 _LAZY_NAMES = {name: module for module, names in _LAZY.items() for name in names}
 

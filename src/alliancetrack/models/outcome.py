@@ -9,9 +9,9 @@
   Eubanks, Muran & Safran (2018): repaired vs unrepaired and repaired vs no
   rupture, adjusted for baseline, with r and d comparable to the meta-analytic
   r = .29 (d = .62) between rupture resolution and outcome.
-* :func:`fit_gee_logistic`: binary outcomes such as dropout, logistic GEE with
-  an exchangeable working correlation within therapists (Liang & Zeger, 1986),
-  odds ratios with robust (sandwich) confidence intervals.
+* :func:`fit_gee_logistic` (defined in :mod:`alliancetrack.models.gee`, re-exported
+  here): binary outcomes such as dropout, logistic GEE with small-sample
+  corrected tests when there are few therapists.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import pandas as pd
 
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.models.clustered import FEW_CLUSTERS, FewClustersWarning, fit_clustered
+from alliancetrack.models.gee import GEEResult, fit_gee_logistic
 from alliancetrack.models.lmm import MixedResult
-from alliancetrack.models.lmm.design import formula_columns
-from alliancetrack.models.results import ModelResult, coef_table, effect_size_from_t
+from alliancetrack.models.results import ModelResult, effect_size_from_t
 
 __all__ = [
     "DroppedPatientsWarning",
@@ -497,151 +497,3 @@ def group_contrasts(
     out["model"] = model
     out.attrs["model"] = res
     return out
-
-
-@dataclass(frozen=True)
-class GEEResult(ModelResult):
-    """Result of :func:`fit_gee_logistic`.
-
-    Attributes
-    ----------
-    coefs : pandas.DataFrame
-        ``term, estimate`` (log-odds), ``se`` (robust), ``statistic``,
-        ``p_value``, ``ci_low, ci_high`` (log-odds), ``odds_ratio, or_ci_low,
-        or_ci_high``.
-    result : statsmodels GEEResults
-        The underlying statsmodels fit.
-    nobs, n_groups, n_dropped : int
-        Rows used, clusters, rows dropped for missing values.
-    working_correlation : float
-        The estimated exchangeable within-cluster correlation.
-    """
-
-    formula: str
-    groups: str
-    coefs: pd.DataFrame
-    result: Any = field(repr=False)
-    nobs: int = 0
-    n_groups: int = 0
-    n_dropped: int = 0
-    working_correlation: float = float("nan")
-
-    _title = "Logistic GEE"
-
-    @property
-    def df_resid(self) -> int:
-        """Clusters minus coefficients (the df for effect sizes of a z statistic)."""
-        return int(self.n_groups - len(self.coefs))
-
-    def _summary_text(self) -> str:
-        return (
-            f"Logistic GEE (exchangeable within {self.groups}, robust SEs): {self.formula}\n"
-            f"Observations: {self.nobs}  clusters: {self.n_groups}  "
-            f"rows dropped for missing values: {self.n_dropped}  "
-            f"working correlation: {self.working_correlation:.4f}\n"
-            + self.coefs.to_string(index=False, float_format=lambda z: f"{z:.5g}")
-        )
-
-
-def fit_gee_logistic(
-    formula: str,
-    df: pd.DataFrame,
-    groups: str = "therapist",
-    *,
-    alpha: float = 0.05,
-) -> GEEResult:
-    """Logistic regression for a binary outcome (e.g. dropout), clustered by therapist.
-
-    Generalised estimating equations (Liang & Zeger, 1986) with a binomial
-    family, logit link and an exchangeable working correlation within
-    ``groups``; robust (sandwich) standard errors.  Odds ratios are
-    ``exp(estimate)`` with CIs ``exp(estimate -/+ z * se)``.  The coefficients
-    are population-averaged (marginal) effects, not the cluster-specific
-    effects a mixed logistic model would give.
-
-    Parameters
-    ----------
-    formula : str
-        E.g. ``"dropout ~ n_unrepaired + bdi_pre"``; the outcome must be 0/1 or
-        boolean.
-    df : pandas.DataFrame
-        One row per patient.  Rows with missing model variables are dropped and
-        counted (``n_dropped``).
-    groups : str
-        Cluster column.
-    alpha : float
-        1 - confidence level.
-
-    Returns
-    -------
-    GEEResult
-
-    Examples
-    --------
-    >>> import numpy as np, pandas as pd, alliancetrack as at
-    >>> rng = np.random.default_rng(0)
-    >>> n = 300
-    >>> d = pd.DataFrame({"therapist": np.arange(n) % 15, "n_unrepaired": rng.integers(0, 3, n)})
-    >>> p = 1 / (1 + np.exp(-(-1.5 + 0.7 * d["n_unrepaired"])))
-    >>> d["dropout"] = (rng.random(n) < p).astype(int)
-    >>> res = at.fit_gee_logistic("dropout ~ n_unrepaired", d)
-    >>> res.coefs["term"].tolist()
-    ['(Intercept)', 'n_unrepaired']
-    >>> bool(res.coefs.loc[1, "odds_ratio"] > 1)
-    True
-    """
-    import statsmodels.api as sm
-    import statsmodels.formula.api as smf
-    from patsy import PatsyError
-
-
-    if not isinstance(df, pd.DataFrame):
-        raise AllianceDataError(f"df must be a pandas DataFrame, got {type(df).__name__}.")
-    if groups not in df.columns:
-        raise AllianceDataError(
-            f"grouping column {groups!r} is not in the data (columns: {list(df.columns)})."
-        )
-    lhs = formula.split("~")[0].strip()
-    cols = [c for c in formula_columns(formula, []) if c in df.columns]
-    data = df[list(dict.fromkeys([*cols, groups]))].dropna().reset_index(drop=True)
-    if lhs in data.columns:
-        y = data[lhs]
-        if pd.api.types.is_bool_dtype(y):
-            data[lhs] = y.astype(int)
-        elif not set(pd.unique(y)) <= {0, 1}:
-            raise AllianceDataError(
-                f"outcome column {lhs!r} must be 0/1 or boolean for logistic GEE; found values "
-                f"{sorted(pd.unique(y))[:10]}."
-            )
-    try:
-        model = smf.gee(
-            formula,
-            groups=groups,
-            data=data,
-            family=sm.families.Binomial(),
-            cov_struct=sm.cov_struct.Exchangeable(),
-        )
-    except PatsyError as exc:
-        raise AllianceDataError(
-            f"could not build the model from formula {formula!r}: {exc}. "
-            f"Columns available: {list(df.columns)}."
-        ) from exc
-    res = model.fit()
-    coefs = coef_table(model.exog_names, res.params, res.bse, None, alpha)
-    coefs["odds_ratio"] = np.exp(coefs["estimate"])
-    coefs["or_ci_low"] = np.exp(coefs["ci_low"])
-    coefs["or_ci_high"] = np.exp(coefs["ci_high"])
-    try:
-        rho = float(model.cov_struct.dep_params)
-    except (TypeError, ValueError):  # pragma: no cover
-        rho = math.nan
-    return GEEResult(
-        formula=formula,
-        groups=groups,
-        coefs=coefs,
-        result=res,
-        nobs=int(res.nobs),
-        n_groups=int(data[groups].nunique()),
-        n_dropped=len(df) - len(data),
-        working_correlation=rho,
-    )
