@@ -11,16 +11,23 @@ import importlib
 from typing import TYPE_CHECKING
 
 from alliancetrack import datasets
+from alliancetrack._version import __version__
+from alliancetrack.detection.base import DETECTORS, Detector, detector_from_label
+from alliancetrack.detection.changepoint import ChangepointDetector
 from alliancetrack.detection.detect import detect_episodes
 from alliancetrack.detection.episodes import EPISODE_COLUMNS
+from alliancetrack.detection.reported import ObserverDetector, SelfReportDetector
 from alliancetrack.detection.rules import PRESETS, DipRecoveryRule
-from alliancetrack.errors import AllianceDataError
-from alliancetrack.predictors import episode_predictors
+from alliancetrack.detection.sudden import SuddenChangeDetector
+from alliancetrack.errors import AllianceDataError, OptionError
+from alliancetrack.predictors import PREDICTOR_COLUMNS, episode_predictors
 from alliancetrack.reading.alliance import AllianceData, as_alliance_data, read_alliance
 from alliancetrack.reading.scales import SCALES, Scale
-from alliancetrack.simulation.cohort import SimulatedCohort, simulate_cohort
 
-__version__ = "0.1.0"
+# registers the Dask engine, through which detect_episodes and episode_predictors accept
+# Dask DataFrames (Dask itself is imported only when such data arrive)
+from alliancetrack.scaling import dask_engine as _dask_engine  # noqa: F401
+from alliancetrack.simulation.cohort import SimulatedCohort, simulate_cohort
 
 # Modules that pull in statsmodels, scipy or plotnine are imported on first use, so that
 # `import alliancetrack` and the command line start quickly.
@@ -35,8 +42,9 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "reading.reported": ("ObserverData", "PSQData", "read_3rs", "read_psq"),
     "models.session_level": ("lag_within", "split_within_between"),
     "plotting.sources": ("plot_source_agreement", "plot_sources_timeline"),
-    "detection.sudden": ("CHANGE_COLUMNS", "INTERVAL_COLUMNS", "describe_sudden_changes", "reliable_change_cutoff", "select_changes",
-               "sudden_changes"),
+    "detection.sudden": ("CHANGE_COLUMNS", "INTERVAL_COLUMNS", "reliable_change_cutoff",
+                         "sudden_changes"),
+    "detection.sudden_summary": ("describe_sudden_changes", "select_changes"),
     "simulation.studies": ("EVALUATION_COLUMNS", "evaluate_detection", "power_analysis", "rupture_definitions",
                    "sensitivity_analysis", "validation_study"),
     "plotting.validation": ("plot_power", "plot_specification_curve", "plot_validation"),
@@ -63,11 +71,10 @@ if TYPE_CHECKING:  # static analysers see the lazy names as ordinary imports
     from alliancetrack.detection.sudden import (
         CHANGE_COLUMNS,
         INTERVAL_COLUMNS,
-        describe_sudden_changes,
         reliable_change_cutoff,
-        select_changes,
         sudden_changes,
     )
+    from alliancetrack.detection.sudden_summary import describe_sudden_changes, select_changes
     from alliancetrack.models.mixed import (
         ConvergenceWarning,
         MixedResult,
@@ -105,7 +112,17 @@ if TYPE_CHECKING:  # static analysers see the lazy names as ordinary imports
     )
 
 __all__ = [
+    "__version__",
     "CHANGE_COLUMNS",
+    "ChangepointDetector",
+    "DETECTORS",
+    "Detector",
+    "detector_from_label",
+    "ObserverDetector",
+    "OptionError",
+    "PREDICTOR_COLUMNS",
+    "SelfReportDetector",
+    "SuddenChangeDetector",
     "EVALUATION_COLUMNS",
     "INTERVAL_COLUMNS",
     "AllianceData",

@@ -37,7 +37,7 @@ def _rater_of(table: pd.DataFrame):
             return raters[0]
         if len(raters) > 1:
             return raters
-    return table.attrs.get("rater")
+    return None
 
 
 def _coverage_of(name: str, table: pd.DataFrame, given) -> pd.DataFrame | None:
@@ -70,9 +70,6 @@ def _coverage_of(name: str, table: pd.DataFrame, given) -> pd.DataFrame | None:
         raise AllianceDataError(f"The coverage of {name!r} lacks column(s) {missing}.")
     if "rater" in cov.columns and rater is not None:
         cov = cov.loc[cov["rater"] == rater]
-    excluded = attached(table, "excluded")
-    if excluded is not None and len(excluded):
-        cov = cov.loc[~cov["patient"].isin(excluded["patient"])]
     out = pd.DataFrame({"patient": cov["patient"].to_numpy(),
                         "session": pd.to_numeric(cov["session"]).astype("float64").to_numpy()})
     return out.drop_duplicates().reset_index(drop=True)
@@ -105,9 +102,6 @@ def _split_raters(table: pd.DataFrame) -> tuple[dict, dict]:
         sources[str(r)] = part
         if cov is not None:
             c = cov.loc[cov["rater"] == r] if "rater" in cov.columns else cov
-            excl = attached(table, "excluded")
-            if excl is not None and len(excl):
-                c = c.loc[~c["patient"].isin(excl["patient"])]
             coverage[str(r)] = c[["patient", "session"]]
     return sources, coverage
 
@@ -207,8 +201,8 @@ def source_agreement(sources: Mapping[str, pd.DataFrame] | pd.DataFrame, toleran
     analysed patients; a :class:`PSQData` or :class:`ObserverData`: answered
     questionnaires or coded sessions, of the episodes' rater; a DataFrame
     with ``patient, session``), else from ``episodes.attrs["coverage"]``
-    (set by ``detect_episodes`` for self-report and observer episodes).
-    Patients in ``episodes.attrs["excluded"]`` cover nothing.  Score-based
+    (set by ``detect_episodes`` for self-report and observer episodes, a
+    convenience lost when the table is saved).  Score-based
     episode tables do not carry their coverage: pass
     ``coverage={"scores": data}``.  When only one source of a pair has known
     coverage, its sessions are used (column ``coverage`` says

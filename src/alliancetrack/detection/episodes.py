@@ -101,7 +101,13 @@ def finalize_episodes(df: pd.DataFrame, patient_dtype=None) -> pd.DataFrame:
 
 
 class Attached:
-    """A table attached to an episode table's ``attrs`` (e.g. ``attrs["excluded"]``).
+    """A table attached to an episode table's ``attrs`` (``attrs["coverage"]``).
+
+    Only a convenience: self-report and observer episode tables carry the
+    sessions their source covers, so that :func:`alliancetrack.source_agreement`
+    finds them without ``coverage=``.  Nothing depends on it for correctness:
+    without it (e.g. after a CSV round trip) the agreement says its coverage
+    is unknown, and pass ``coverage=`` to give it.
 
     pandas compares ``attrs`` when concatenating and deep-copies them on most
     operations.  A bare DataFrame there makes ``pd.concat`` of two episode

@@ -21,6 +21,7 @@ import pandas as pd
 import plotnine as p9
 
 from alliancetrack.errors import AllianceDataError
+from alliancetrack.predictors import episode_predictors
 from alliancetrack.reading.alliance import AllianceData, as_alliance_data
 
 __all__ = [
@@ -135,8 +136,6 @@ def _choose_patients(ad: AllianceData, episodes: pd.DataFrame | None, patients, 
             if episodes is None:
                 raise AllianceDataError(
                     "choosing patients by group needs the episodes (or predictors=...).")
-            from alliancetrack.predictors import episode_predictors  # noqa: PLC0415 - avoid import cycle
-
             predictors = episode_predictors(ad, episodes)
         groups = [group] if isinstance(group, str) else list(group)
         bad = [g for g in groups if g not in GROUP_COLOURS]
