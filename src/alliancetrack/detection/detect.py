@@ -48,7 +48,7 @@ def resolve_detector(method: str = _METHOD, rule: str | Detector = _RULE,
         method = rule.method
     if method not in DETECTORS:
         raise ValueError(f"Unknown method {method!r}; choose one of {tuple(DETECTORS)}.")
-    return make_detector(method, None if rule is _RULE else rule, **options)
+    return make_detector(method, None if rule is _RULE or rule is None else rule, **options)
 
 
 def detect_episodes(data, method: str = _METHOD, rule: str | DipRecoveryRule = _RULE,

@@ -278,7 +278,7 @@ def _remember(key: str, info: dict[str, Any]) -> None:
 def detect_episodes_dask(
     ddf: Any,
     method: str = "rules",
-    rule: Any = "stiles-2sd",
+    rule: Any = None,
     *,
     scale: Any = None,
     data_min_timepoints: int = 3,
@@ -297,7 +297,8 @@ def detect_episodes_dask(
         Canonical long data (``patient, session, alliance``; optional
         ``therapist``, ``rater``).
     method, rule, **options
-        As :func:`alliancetrack.detect_episodes`.
+        As :func:`alliancetrack.detect_episodes` (``rule=None``: the method's
+        default detector, ``"stiles-2sd"`` for the rules).
     scale : str or Scale, optional
         The instrument (range check; reliability for ``unit="rci"``), as
         ``read_alliance(..., scale=)``.
