@@ -11,6 +11,7 @@ import pytest
 import ruptures as rpt
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference_changepoint import segment_episodes
 
 import alliancetrack as at
 from alliancetrack.detection.changepoint import (
@@ -21,7 +22,6 @@ from alliancetrack.detection.changepoint import (
     noise_sd,
 )
 from alliancetrack.detection.episodes import EPISODE_COLUMNS
-from reference_changepoint import segment_episodes
 
 REF = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from alliancetrack.agreement.compare import _prepare, cohen_kappa, compare_episodes
-from alliancetrack.detection.episodes import attached
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.reading.alliance import AllianceData
 
@@ -28,6 +27,12 @@ AGREEMENT_COLUMNS: tuple[str, ...] = (
     "precision", "recall", "f1", "session_kappa", "patient_agreement", "patient_kappa",
     "n_group", "group_kappa", "repaired_kappa", "tolerance",
 )
+
+
+def _attrs_coverage(table: pd.DataFrame) -> pd.DataFrame | None:
+    """``attrs["coverage"]`` left by detect_episodes for self-report and observer tables."""
+    cov = table.attrs.get("coverage")
+    return None if cov is None else pd.DataFrame(cov)
 
 
 def _rater_of(table: pd.DataFrame):
@@ -50,7 +55,7 @@ def _coverage_of(name: str, table: pd.DataFrame, given) -> pd.DataFrame | None:
             "patient-vs-therapist agreement."
         )
     if given is None:
-        cov = attached(table, "coverage")
+        cov = _attrs_coverage(table)
     elif isinstance(given, AllianceData):
         f = given.analysed_frame
         cov = f.loc[f["alliance"].notna(), ["patient", "session"]]
@@ -87,7 +92,7 @@ def _split_raters(table: pd.DataFrame) -> tuple[dict, dict]:
             "A single episode table is compared across its raters (patient vs therapist) and "
             "needs a rater column; pass a dict {name: episodes, ...} to compare sources."
         )
-    cov = attached(table, "coverage")
+    cov = _attrs_coverage(table)
     raters = set(table["rater"].dropna())
     if cov is not None and "rater" in cov.columns:
         raters |= set(cov["rater"].dropna())

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from alliancetrack.detection.base import Check, Detector, number, register_detector
-from alliancetrack.detection.episodes import attach, finalize_episodes
+from alliancetrack.detection.episodes import finalize_episodes
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.reading.alliance import AllianceData
 from alliancetrack.reading.reported import PSQ_ITEMS, ObserverData, PSQData, read_3rs, read_psq
@@ -93,7 +93,7 @@ class SelfReportDetector(Detector):
         """Episodes of PSQ data (see :func:`detect_reported_episodes`)."""
         psq = self._select(_as_psq(data))
         episodes = _finalize(_psq_episodes(psq, self), psq.patients)
-        episodes.attrs["coverage"] = attach(psq.coverage)  # for source_agreement (convenience)
+        episodes.attrs["coverage"] = _coverage_attr(psq.coverage)
         return episodes
 
     def counting_data(self, data: Any) -> AllianceData:
@@ -124,12 +124,23 @@ class ObserverDetector(Detector):
         """Episodes of 3RS codes (see :func:`detect_reported_episodes`)."""
         obs = _as_observer(data)
         episodes = _finalize(_observer_episodes(obs, self), obs.patients)
-        episodes.attrs["coverage"] = attach(obs.coverage)  # for source_agreement (convenience)
+        episodes.attrs["coverage"] = _coverage_attr(obs.coverage)
         return episodes
 
     def counting_data(self, data: Any) -> AllianceData:
         """The coded sessions, for per-patient counts."""
         return _as_observer(data).coverage_data()
+
+
+def _coverage_attr(coverage: pd.DataFrame) -> dict[str, list]:
+    """The covered sessions as plain lists for ``attrs["coverage"]``.
+
+    A convenience for :func:`alliancetrack.source_agreement` (which then needs
+    no ``coverage=``), not part of the episodes' definition: plain lists
+    compare by value when pandas concatenates tables and serialise to Parquet;
+    when they are lost, the agreement reports its coverage as unknown.
+    """
+    return coverage.to_dict(orient="list")
 
 
 def _repair(resolution: pd.Series, cutoff: float) -> pd.arrays.BooleanArray:
