@@ -141,7 +141,7 @@ def _disjoint(ranges: pd.DataFrame) -> bool:
 
 
 def partition_by_patient(
-    ddf: Any, *, npartitions: int | None = None, assume_partitioned: bool = False
+    data: Any, *, npartitions: int | None = None, assume_partitioned: bool = False
 ) -> Any:
     """Repartition so that each patient's rows live in exactly one partition.
 
@@ -152,7 +152,7 @@ def partition_by_patient(
 
     Parameters
     ----------
-    ddf : dask.dataframe.DataFrame
+    data : dask.dataframe.DataFrame
         Canonical long data.
     npartitions : int, optional
         Number of partitions after a shuffle.
@@ -175,22 +175,22 @@ def partition_by_patient(
     True
     """
     _require_dask()
-    _check_columns(ddf)
+    _check_columns(data)
     if assume_partitioned:
-        return ddf
+        return data
     if npartitions is None:
-        key = _token(ddf)
+        key = _token(data)
         disjoint = _DISJOINT.get(key)
         if disjoint is None:  # one pass over the patient column, remembered per collection
-            meta = pd.DataFrame({"lo": ddf._meta["patient"], "hi": ddf._meta["patient"]})
-            disjoint = _disjoint(ddf[["patient"]].map_partitions(_ranges, meta=meta).compute())
+            meta = pd.DataFrame({"lo": data._meta["patient"], "hi": data._meta["patient"]})
+            disjoint = _disjoint(data[["patient"]].map_partitions(_ranges, meta=meta).compute())
             _DISJOINT[key] = disjoint
             while len(_DISJOINT) > 64:
                 _DISJOINT.popitem(last=False)
         if disjoint:
-            return ddf
-    n = int(npartitions or ddf.npartitions)
-    return ddf.shuffle(on="patient", npartitions=n)
+            return data
+    n = int(npartitions or data.npartitions)
+    return data.shuffle(on="patient", npartitions=n)
 
 
 def _as_data(part: pd.DataFrame, scale: Any, min_timepoints: int) -> Any:
@@ -276,7 +276,7 @@ def _remember(key: str, info: dict[str, Any]) -> None:
 
 
 def detect_episodes_dask(
-    ddf: Any,
+    data: Any,
     method: str = "rules",
     rule: Any = None,
     *,
@@ -293,7 +293,7 @@ def detect_episodes_dask(
 
     Parameters
     ----------
-    ddf : dask.dataframe.DataFrame
+    data : dask.dataframe.DataFrame
         Canonical long data (``patient, session, alliance``; optional
         ``therapist``, ``rater``).
     method, rule, **options
@@ -334,12 +334,12 @@ def detect_episodes_dask(
             f"method {detector.method!r} is not available for Dask input; use 'rules' or "
             "'changepoint'."
         )
-    _check_columns(ddf)
+    _check_columns(data)
     scale_obj = get_scale(scale)
     parts = partition_by_patient(
-        ddf, npartitions=npartitions, assume_partitioned=assume_partitioned
+        data, npartitions=npartitions, assume_partitioned=assume_partitioned
     )
-    patient_dtype = ddf._meta["patient"].dtype
+    patient_dtype = data._meta["patient"].dtype
     stats = _cohort_statistics(parts, detector, scale_obj, data_min_timepoints)
     meta = _empty_like_episodes(patient_dtype)
     out = parts.map_partitions(
@@ -354,7 +354,7 @@ def detect_episodes_dask(
     )
     _remember(
         _token(out),
-        {"data": _token(parts), "scale": scale_obj, "min_timepoints": data_min_timepoints,
+        {"data_token": _token(parts), "scale": scale_obj, "min_timepoints": data_min_timepoints,
          "label": detector.label},
     )
     return out
@@ -406,7 +406,7 @@ def _predictors_part(
 
 
 def episode_predictors_dask(
-    ddf: Any,
+    data: Any,
     episodes: Any,
     *,
     scale: Any = None,
@@ -417,13 +417,13 @@ def episode_predictors_dask(
     """Per-patient predictors from a Dask DataFrame and its episodes.
 
     Called by :func:`alliancetrack.episode_predictors` for Dask input.  When
-    ``episodes`` is the (unmodified) result of ``detect_episodes`` on ``ddf``
+    ``episodes`` is the (unmodified) result of ``detect_episodes`` on ``data``
     its partitions line up with the data's and nothing moves; otherwise data
     and episodes are both hash-partitioned on ``patient``.
 
     Parameters
     ----------
-    ddf : dask.dataframe.DataFrame
+    data : dask.dataframe.DataFrame
         The data the episodes were detected in.
     episodes : dask.dataframe.DataFrame or pandas.DataFrame
         The episode table.
@@ -454,7 +454,7 @@ def episode_predictors_dask(
     0        1           1  repaired
     """
     dd = _require_dask()
-    _check_columns(ddf)
+    _check_columns(data)
     label = None
     if not is_dask_dataframe(episodes):
         if not isinstance(episodes, pd.DataFrame):
@@ -462,28 +462,28 @@ def episode_predictors_dask(
         label, _ = episode_definition(episodes, detector)
         episodes = episodes.copy()
         episodes.attrs = {}
-        episodes = dd.from_pandas(episodes, npartitions=max(1, ddf.npartitions))
+        episodes = dd.from_pandas(episodes, npartitions=max(1, data.npartitions))
     info = _MADE.get(_token(episodes))
     if label is None:  # a Dask episode table: its labels, or the one it was made with
         labels = episodes["method"].dropna().unique().compute().tolist()
         made = None if info is None else info["label"]
         label, _ = episode_definition(pd.DataFrame({"method": labels}), detector or made)
-    patient_dtype = ddf._meta["patient"].dtype
+    patient_dtype = data._meta["patient"].dtype
     if info is not None:
-        parts = partition_by_patient(ddf, npartitions=None, assume_partitioned=False)
-        if _token(parts) != info["data"]:
+        parts = partition_by_patient(data, npartitions=None, assume_partitioned=False)
+        if _token(parts) != info["data_token"]:
             info = None
     if info is not None and episodes.npartitions == parts.npartitions:
         ep_parts = episodes
         scale = info["scale"] if scale is None else scale
         min_tp = info["min_timepoints"] if data_min_timepoints is None else data_min_timepoints
     else:
-        n = int(npartitions or ddf.npartitions)
-        parts = ddf.shuffle(on="patient", npartitions=n)
+        n = int(npartitions or data.npartitions)
+        parts = data.shuffle(on="patient", npartitions=n)
         ep_parts = episodes.shuffle(on="patient", npartitions=n)
         min_tp = 3 if data_min_timepoints is None else data_min_timepoints
     scale_obj = get_scale(scale)
-    meta = _predictors_meta(ddf, episodes, label, scale_obj, min_tp, patient_dtype)
+    meta = _predictors_meta(data, episodes, label, scale_obj, min_tp, patient_dtype)
     return dd.map_partitions(
         _predictors_part,
         parts,
