@@ -74,6 +74,33 @@ def episode_definition(episodes: pd.DataFrame,
         ) from exc
 
 
+def _counting_data(data, episodes: pd.DataFrame, detector):
+    """The data to count in, the table's label and detector, and the detector's exclusions."""
+    missing = [c for c in _NEEDED if c not in episodes.columns]
+    if missing:
+        raise AllianceDataError(
+            f"The episode table lacks column(s) {missing}; pass the output of "
+            "alliancetrack.detect_episodes."
+        )
+    label, det = episode_definition(episodes, detector)
+    if det is not None:
+        data = det.counting_data(data)
+        extra = det.exclusions(data)
+    else:  # a table not made by a registered detector: only the data's own exclusions
+        data = data.coverage_data() if hasattr(data, "coverage_data") else \
+            as_alliance_data(data)
+        extra = data.excluded.iloc[0:0]
+    ep_ids = pd.Index(episodes["patient"].unique())
+    unknown = sorted(ep_ids[~ep_ids.isin(data.patients)].tolist())
+    if unknown:
+        shown = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
+        raise AllianceDataError(
+            f"Episodes name {len(unknown)} patient(s) that are not in the data: {shown}. "
+            "Pass the same data the episodes were detected in."
+        )
+    return data, label, det, extra
+
+
 def episode_predictors(data, episodes: pd.DataFrame, *,
                        detector: Detector | str | None = None) -> pd.DataFrame:
     """One row per input patient with episode counts and summaries.
@@ -139,28 +166,7 @@ def episode_predictors(data, episodes: pd.DataFrame, *,
     engine = engine_for(data)
     if engine is not None:  # e.g. Dask: alliancetrack.scaling.dask_engine
         return engine.episode_predictors(data, episodes)
-    missing = [c for c in _NEEDED if c not in episodes.columns]
-    if missing:
-        raise AllianceDataError(
-            f"The episode table lacks column(s) {missing}; pass the output of "
-            "alliancetrack.detect_episodes."
-        )
-    label, det = episode_definition(episodes, detector)
-    if det is not None:
-        data = det.counting_data(data)
-        extra = det.exclusions(data)
-    else:  # a table not made by a registered detector: only the data's own exclusions
-        data = data.coverage_data() if hasattr(data, "coverage_data") else \
-            as_alliance_data(data)
-        extra = data.excluded.iloc[0:0]
-    ep_ids = pd.Index(episodes["patient"].unique())
-    unknown = sorted(ep_ids[~ep_ids.isin(data.patients)].tolist())
-    if unknown:
-        shown = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
-        raise AllianceDataError(
-            f"Episodes name {len(unknown)} patient(s) that are not in the data: {shown}. "
-            "Pass the same data the episodes were detected in."
-        )
+    data, label, det, extra = _counting_data(data, episodes, detector)
     patients = data.patients
     excluded = pd.concat([data.excluded, extra], ignore_index=True).drop_duplicates("patient")
     reason = pd.Series(excluded["reason"].to_numpy(), index=excluded["patient"].to_numpy())
