@@ -138,3 +138,17 @@ def test_the_checker_sees_a_cycle(tmp_path, monkeypatch):
     monkeypatch.setattr(__import__(__name__), "PACKAGE", pkg)
     with pytest.raises(pytest.fail.Exception, match="import cycle"):
         test_import_graph_has_no_cycles()
+
+
+def test_every_public_name_resolves_and_import_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, alliancetrack as at\n"
+            "heavy = sorted(m for m in ('scipy.stats', 'statsmodels', 'plotnine', 'dask', "
+            "'ruptures') if m in sys.modules)\n"
+            "print(','.join(heavy))\n"
+            "[getattr(at, n) for n in at.__all__]\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=PACKAGE.parent, check=True)
+    assert res.stdout.strip() == "", f"import alliancetrack pulls in {res.stdout.strip()}"

@@ -32,7 +32,7 @@ from alliancetrack.simulation.cohort import SimulatedCohort, simulate_cohort
 # Modules that pull in statsmodels, scipy or plotnine are imported on first use, so that
 # `import alliancetrack` and the command line start quickly.
 _LAZY: dict[str, tuple[str, ...]] = {
-    "agreement.sources": ("source_agreement",),
+    "agreement.sources": ("AGREEMENT_COLUMNS", "source_agreement"),
     "agreement.compare": ("EpisodeComparison", "compare_episodes"),
     "models.mixed": ("ConvergenceWarning", "MixedResult", "SingularFitWarning", "fit_mixed"),
     "models.outcome": ("DroppedPatientsWarning", "fit_gee_logistic", "group_contrasts",
@@ -45,8 +45,9 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "detection.sudden": ("CHANGE_COLUMNS", "INTERVAL_COLUMNS", "reliable_change_cutoff",
                          "sudden_changes"),
     "detection.sudden_summary": ("describe_sudden_changes", "select_changes"),
-    "simulation.studies": ("EVALUATION_COLUMNS", "evaluate_detection", "power_analysis", "rupture_definitions",
-                   "sensitivity_analysis", "validation_study"),
+    "simulation.studies": ("EVALUATION_COLUMNS", "PowerResult", "SensitivityResult",
+                           "ValidationResult", "evaluate_detection", "power_analysis",
+                           "rupture_definitions", "sensitivity_analysis", "validation_study"),
     "plotting.validation": ("plot_power", "plot_specification_curve", "plot_validation"),
 }
 _LAZY_NAMES = {name: module for module, names in _LAZY.items() for name in names}
@@ -67,7 +68,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # static analysers see the lazy names as ordinary imports
     from alliancetrack.agreement.compare import EpisodeComparison, compare_episodes
-    from alliancetrack.agreement.sources import source_agreement
+    from alliancetrack.agreement.sources import AGREEMENT_COLUMNS, source_agreement
     from alliancetrack.detection.sudden import (
         CHANGE_COLUMNS,
         INTERVAL_COLUMNS,
@@ -104,6 +105,9 @@ if TYPE_CHECKING:  # static analysers see the lazy names as ordinary imports
     from alliancetrack.report.html import write_report
     from alliancetrack.simulation.studies import (
         EVALUATION_COLUMNS,
+        PowerResult,
+        SensitivityResult,
+        ValidationResult,
         evaluate_detection,
         power_analysis,
         rupture_definitions,
@@ -113,6 +117,10 @@ if TYPE_CHECKING:  # static analysers see the lazy names as ordinary imports
 
 __all__ = [
     "__version__",
+    "AGREEMENT_COLUMNS",
+    "PowerResult",
+    "SensitivityResult",
+    "ValidationResult",
     "CHANGE_COLUMNS",
     "ChangepointDetector",
     "DETECTORS",
