@@ -125,6 +125,10 @@ def test_labels_name_every_non_default_parameter_and_turn_back():
     for det in detectors:
         assert at.detector_from_label(det.label) == det, det.label
     assert len({d.label for d in detectors}) == len(detectors)
+    # numpy scalars are written as Python literals
+    det = at.ChangepointDetector(min_size=np.int64(2), min_shift=np.float64(1.5))
+    assert det.label == "changepoint:l2[min_size=2,min_shift=1.5]"
+    assert at.detector_from_label(det.label) == det
     # execution options do not change the episodes and are not part of the label
     assert at.ChangepointDetector(n_jobs=2, engine="ruptures").label == "changepoint:l2"
     for bad in ("nonsense", "rules:strauss-1sd[repair_window=", "hmmm:x"):

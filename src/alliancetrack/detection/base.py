@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ast
 import math
+import numbers
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -92,12 +93,13 @@ class Check:
 
 
 def _is_number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def whole(low: int = 1, *, optional: bool = False) -> Check:
     """A whole number ``>= low`` (``None`` allowed with ``optional``)."""
-    return Check(lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low,
+    return Check(lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                 and v >= low,
                  f"be {'None or ' if optional else ''}a whole number >= {low}", optional)
 
 
@@ -190,7 +192,7 @@ class Detector:
             head += f":{getattr(self, self.name_field)}"
         ref = self.label_reference()
         changed = [
-            f"{k}={getattr(self, k)!r}" for k in self.label_fields()
+            f"{k}={_literal(getattr(self, k))!r}" for k in self.label_fields()
             if ref is None or getattr(self, k) != getattr(ref, k)
         ]
         return head + (f"[{','.join(changed)}]" if changed else "")
@@ -220,6 +222,17 @@ class Detector:
         """Patients of ``data`` not analysed beyond ``data.excluded`` (``patient, reason``)."""
         return pd.DataFrame({"patient": pd.Series([], dtype=data.patients.dtype),
                              "reason": pd.Series([], dtype=object)})
+
+
+def _literal(value: Any) -> Any:
+    """``value`` with numpy scalars as Python ones, so its repr is a Python literal."""
+    if isinstance(value, dict):
+        return {k: _literal(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_literal(v) for v in value)
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        return value.item()
+    return value
 
 
 def register_detector(cls: type[Detector]) -> type[Detector]:
