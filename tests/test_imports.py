@@ -51,6 +51,14 @@ def _is_type_checking(node: ast.If) -> bool:
 def _imports(path: Path, mods: dict[str, Path]) -> set[str]:
     """Package modules imported by the module at ``path`` (resolved to modules)."""
     out: set[str] = set()
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    package = parts[:-1]  # the package a relative import starts from (also for __init__)
+
+    def absolute(node: ast.ImportFrom) -> str | None:
+        if node.level == 0:
+            return node.module
+        base = package[: len(package) - (node.level - 1)]
+        return ".".join(base + ([node.module] if node.module else []))
 
     def visit(node: ast.AST) -> None:
         for child in ast.iter_child_nodes(node):
@@ -59,11 +67,11 @@ def _imports(path: Path, mods: dict[str, Path]) -> set[str]:
                     visit(other)
                 continue
             if isinstance(child, ast.ImportFrom):
-                assert child.level == 0, f"{path}: relative import (use absolute imports)"
-                if child.module and child.module.split(".")[0] == "alliancetrack":
+                module = absolute(child)
+                if module and module.split(".")[0] == "alliancetrack":
                     for alias in child.names:
-                        full = f"{child.module}.{alias.name}"
-                        out.add(full if full in mods else child.module)
+                        full = f"{module}.{alias.name}"
+                        out.add(full if full in mods else module)
             elif isinstance(child, ast.Import):
                 out.update(a.name for a in child.names if a.name.split(".")[0] == "alliancetrack")
             visit(child)

@@ -1,5 +1,10 @@
 """alliancetrack: therapeutic-alliance rupture-repair episodes from repeated alliance ratings.
 
+Everything public is importable from here. The reading, detection and predictor functions are
+imported at once; modules that pull in statsmodels, scipy or plotnine (models, plots, report,
+simulation studies) are imported on first use, so that ``import alliancetrack`` and the command
+line start quickly.
+
 >>> import alliancetrack as at
 >>> sorted(at.SCALES)[:3]
 ['arm', 'arm-12', 'calpas']
@@ -8,7 +13,6 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
 
 from alliancetrack import datasets
 from alliancetrack._version import __version__
@@ -29,26 +33,38 @@ from alliancetrack.reading.scales import SCALES, Scale
 from alliancetrack.scaling import dask_engine as _dask_engine  # noqa: F401
 from alliancetrack.simulation.cohort import SimulatedCohort, simulate_cohort
 
-# Modules that pull in statsmodels, scipy or plotnine are imported on first use, so that
-# `import alliancetrack` and the command line start quickly.
+_EAGER = (
+    "__version__", "AllianceData", "AllianceDataError", "as_alliance_data",
+    "ChangepointDetector", "datasets", "detect_episodes", "Detector", "detector_from_label",
+    "DETECTORS", "DipRecoveryRule", "EPISODE_COLUMNS", "episode_predictors",
+    "ObserverDetector", "OptionError", "PREDICTOR_COLUMNS", "PRESETS", "read_alliance",
+    "Scale", "SCALES", "SelfReportDetector", "simulate_cohort", "SimulatedCohort",
+    "SuddenChangeDetector",
+)
+
+# module (relative to the package) -> the public names it provides, imported on first use.
 _LAZY: dict[str, tuple[str, ...]] = {
-    "agreement.sources": ("AGREEMENT_COLUMNS", "source_agreement"),
     "agreement.compare": ("EpisodeComparison", "compare_episodes"),
-    "models.mixed": ("ConvergenceWarning", "MixedResult", "SingularFitWarning", "fit_mixed"),
-    "models.outcome": ("DroppedPatientsWarning", "fit_gee_logistic", "group_contrasts",
-                "outcome_model"),
-    "plotting.trajectories": ("plot_coefficients", "plot_cohort", "plot_episode_summary", "plot_trajectories"),
-    "report.html": ("write_report",),
-    "reading.reported": ("ObserverData", "PSQData", "read_3rs", "read_psq"),
-    "models.session_level": ("lag_within", "split_within_between"),
-    "plotting.sources": ("plot_source_agreement", "plot_sources_timeline"),
+    "agreement.sources": ("AGREEMENT_COLUMNS", "source_agreement"),
     "detection.sudden": ("CHANGE_COLUMNS", "INTERVAL_COLUMNS", "reliable_change_cutoff",
                          "sudden_changes"),
     "detection.sudden_summary": ("describe_sudden_changes", "select_changes"),
+    "models.formula": ("MixedFormula", "RandomTerm", "parse_mixed_formula"),
+    "models.lmm": ("ConvergenceWarning", "MixedResult", "SingularFitWarning", "fit_mixed"),
+    "models.outcome": ("DroppedPatientsWarning", "FewClustersWarning", "GEEResult",
+                       "OutcomeResult", "fit_gee_logistic", "group_contrasts", "outcome_model"),
+    "models.random_effects": ("RandomEffects", "build_random_effects"),
+    "models.results": ("ModelResult", "Summary"),
+    "models.session_level": ("lag_within", "split_within_between"),
+    "plotting.sources": ("plot_source_agreement", "plot_sources_timeline"),
+    "plotting.trajectories": ("plot_coefficients", "plot_cohort", "plot_episode_summary",
+                              "plot_trajectories"),
+    "plotting.validation": ("plot_power", "plot_specification_curve", "plot_validation"),
+    "reading.reported": ("ObserverData", "PSQData", "read_3rs", "read_psq"),
+    "report.html": ("write_report",),
     "simulation.studies": ("EVALUATION_COLUMNS", "PowerResult", "SensitivityResult",
                            "ValidationResult", "evaluate_detection", "power_analysis",
                            "rupture_definitions", "sensitivity_analysis", "validation_study"),
-    "plotting.validation": ("plot_power", "plot_specification_curve", "plot_validation"),
 }
 _LAZY_NAMES = {name: module for module, names in _LAZY.items() for name in names}
 
@@ -66,121 +82,4 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY_NAMES))
 
 
-if TYPE_CHECKING:  # static analysers see the lazy names as ordinary imports
-    from alliancetrack.agreement.compare import EpisodeComparison, compare_episodes
-    from alliancetrack.agreement.sources import AGREEMENT_COLUMNS, source_agreement
-    from alliancetrack.detection.sudden import (
-        CHANGE_COLUMNS,
-        INTERVAL_COLUMNS,
-        reliable_change_cutoff,
-        sudden_changes,
-    )
-    from alliancetrack.detection.sudden_summary import describe_sudden_changes, select_changes
-    from alliancetrack.models.mixed import (
-        ConvergenceWarning,
-        MixedResult,
-        SingularFitWarning,
-        fit_mixed,
-    )
-    from alliancetrack.models.outcome import (
-        DroppedPatientsWarning,
-        fit_gee_logistic,
-        group_contrasts,
-        outcome_model,
-    )
-    from alliancetrack.models.session_level import lag_within, split_within_between
-    from alliancetrack.plotting.sources import plot_source_agreement, plot_sources_timeline
-    from alliancetrack.plotting.trajectories import (
-        plot_coefficients,
-        plot_cohort,
-        plot_episode_summary,
-        plot_trajectories,
-    )
-    from alliancetrack.plotting.validation import (
-        plot_power,
-        plot_specification_curve,
-        plot_validation,
-    )
-    from alliancetrack.reading.reported import ObserverData, PSQData, read_3rs, read_psq
-    from alliancetrack.report.html import write_report
-    from alliancetrack.simulation.studies import (
-        EVALUATION_COLUMNS,
-        PowerResult,
-        SensitivityResult,
-        ValidationResult,
-        evaluate_detection,
-        power_analysis,
-        rupture_definitions,
-        sensitivity_analysis,
-        validation_study,
-    )
-
-__all__ = [
-    "__version__",
-    "AGREEMENT_COLUMNS",
-    "PowerResult",
-    "SensitivityResult",
-    "ValidationResult",
-    "CHANGE_COLUMNS",
-    "ChangepointDetector",
-    "DETECTORS",
-    "Detector",
-    "detector_from_label",
-    "ObserverDetector",
-    "OptionError",
-    "PREDICTOR_COLUMNS",
-    "SelfReportDetector",
-    "SuddenChangeDetector",
-    "EVALUATION_COLUMNS",
-    "INTERVAL_COLUMNS",
-    "AllianceData",
-    "AllianceDataError",
-    "as_alliance_data",
-    "compare_episodes",
-    "ConvergenceWarning",
-    "datasets",
-    "describe_sudden_changes",
-    "detect_episodes",
-    "DipRecoveryRule",
-    "DroppedPatientsWarning",
-    "EPISODE_COLUMNS",
-    "episode_predictors",
-    "EpisodeComparison",
-    "evaluate_detection",
-    "fit_gee_logistic",
-    "fit_mixed",
-    "group_contrasts",
-    "lag_within",
-    "MixedResult",
-    "ObserverData",
-    "outcome_model",
-    "plot_coefficients",
-    "plot_cohort",
-    "plot_episode_summary",
-    "plot_power",
-    "plot_source_agreement",
-    "plot_sources_timeline",
-    "plot_specification_curve",
-    "plot_trajectories",
-    "plot_validation",
-    "power_analysis",
-    "PRESETS",
-    "PSQData",
-    "read_3rs",
-    "read_alliance",
-    "read_psq",
-    "reliable_change_cutoff",
-    "rupture_definitions",
-    "Scale",
-    "SCALES",
-    "select_changes",
-    "sensitivity_analysis",
-    "simulate_cohort",
-    "SimulatedCohort",
-    "SingularFitWarning",
-    "source_agreement",
-    "split_within_between",
-    "sudden_changes",
-    "validation_study",
-    "write_report",
-]
+__all__ = sorted({*_EAGER, *_LAZY_NAMES}, key=str.lower)

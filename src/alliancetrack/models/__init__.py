@@ -1,1 +1,1 @@
-"""models."""
+"""Statistical models: linear mixed models (lme4 syntax), outcome models, results."""

@@ -27,17 +27,16 @@ import numpy as np
 import pandas as pd
 
 from alliancetrack.errors import AllianceDataError
-from alliancetrack.models.mixed import (
-    MixedResult,
-    _rename,
-    effect_size_from_t,
-    fit_mixed,
-    wald_table,
-)
+from alliancetrack.models.lmm import MixedResult, fit_mixed
+from alliancetrack.models.lmm.design import formula_columns
+from alliancetrack.models.results import ModelResult, coef_table, effect_size_from_t
+from alliancetrack.models.results import rename_term as _rename
 
 __all__ = [
     "DroppedPatientsWarning",
     "EUBANKS_2018",
+    "FEW_CLUSTERS",
+    "FewClustersWarning",
     "GEEResult",
     "OutcomeResult",
     "fit_gee_logistic",
@@ -52,8 +51,16 @@ EUBANKS_2018: dict[str, float] = {"r": 0.29, "d": 0.62}
 _COEF_COLUMNS = ["term", "estimate", "se", "statistic", "p_value", "ci_low", "ci_high"]
 
 
+#: Below this many clusters, outcome models warn that cluster-level tests rest on few clusters.
+FEW_CLUSTERS = 20
+
+
 class DroppedPatientsWarning(UserWarning):
     """Some patients could not be used in an outcome model (see ``.dropped``)."""
+
+
+class FewClustersWarning(UserWarning):
+    """An outcome model has fewer than :data:`FEW_CLUSTERS` clusters (therapists)."""
 
 
 def _q(name: str) -> str:
@@ -62,7 +69,7 @@ def _q(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class OutcomeResult:
+class OutcomeResult(ModelResult):
     """Result of :func:`outcome_model`.
 
     Attributes
@@ -105,25 +112,18 @@ class OutcomeResult:
         """Residual degrees of freedom, ``n - p``."""
         return int(self.n - len(self.coefs))
 
+    _title = "Outcome model"
+
     def effect_size(self, term: str, df: float | None = None) -> dict[str, float]:
-        """r and d for a coefficient from its t/z statistic (see :func:`effect_size_from_t`).
+        """r and d for a coefficient from its t statistic (see :func:`effect_size_from_t`).
 
-        ``df`` defaults to ``n - p`` (patients minus fixed effects).
+        ``df`` defaults to the coefficient's df in ``coefs`` (Satterthwaite for
+        mixed models, ``n - p`` for OLS): a therapist-level predictor with few
+        therapists has few df, and its r is not inflated by the number of patients.
         """
-        key = _rename(term)
-        row = self.coefs.loc[self.coefs["term"] == key]
-        if row.empty:
-            raise AllianceDataError(
-                f"term {term!r} is not in the model; choose one of {list(self.coefs['term'])}."
-            )
-        out = {"term": key, "estimate": float(row["estimate"].iloc[0])}
-        out.update(
-            effect_size_from_t(float(row["statistic"].iloc[0]), self.df_resid if df is None else df)
-        )
-        return out
+        return ModelResult.effect_size(self, term, df)
 
-    def summary(self) -> str:
-        """Readable text summary."""
+    def _summary_text(self) -> str:
         head = f"Outcome model ({self.model}): {self.formula}\nPatients analysed: {self.n}"
         if len(self.dropped):
             counts = self.dropped["reason"].value_counts()
@@ -131,7 +131,7 @@ class OutcomeResult:
                 f"  {n:>4}  {r}" for r, n in counts.items()
             )
         body = (
-            self.fit.summary()
+            self.fit.summary().text
             if isinstance(self.fit, MixedResult)
             else self.coefs.to_string(index=False, float_format=lambda z: f"{z:.5g}")
         )
@@ -237,6 +237,7 @@ def _ols_coefs(res: Any, alpha: float) -> pd.DataFrame:
             "p_value": np.asarray(res.pvalues),
             "ci_low": ci[:, 0],
             "ci_high": ci[:, 1],
+            "df": float(res.df_resid),
         }
     )
 
@@ -248,6 +249,7 @@ def _fit(
     reml: bool,
     alpha: float,
     notes: list[str],
+    ddf: str = "satterthwaite",
 ) -> tuple[str, Any, pd.DataFrame, pd.DataFrame | None]:
     import statsmodels.formula.api as smf
 
@@ -262,7 +264,23 @@ def _fit(
     if groups is None:
         res = smf.ols(formula, data).fit()
         return "ols", res, _ols_coefs(res, alpha), None
-    fit = fit_mixed(formula, data, groups=groups, reml=reml, alpha=alpha)
+    fit = fit_mixed(formula, data, groups=groups, reml=reml, alpha=alpha, ddf=ddf)
+    k = int(data[groups].nunique())
+    if k < FEW_CLUSTERS:
+        test = (
+            "Wald z tests, which are anti-conservative here (too small p-values, too narrow "
+            "intervals)"
+            if fit.ddf == "wald"
+            else f"t tests with {fit.ddf} df (see coefs['df']; a z test would be "
+            "anti-conservative)"
+        )
+        msg = (
+            f"only {k} {groups} clusters: tests of {groups}-level predictors rest on {k} "
+            f"clusters, not on the {len(data)} patients, and have little power; reported "
+            f"with {test}. Treat {groups}-level effects as tentative (Luke, 2017)."
+        )
+        notes.append(msg)
+        warnings.warn(msg, FewClustersWarning, stacklevel=3)
     return "mixed", fit, fit.coefs, fit.variance
 
 
@@ -279,6 +297,7 @@ def outcome_model(
     covariates: Sequence[str] = (),
     reml: bool = True,
     alpha: float = 0.05,
+    ddf: str = "satterthwaite",
 ) -> OutcomeResult:
     """Regress post-treatment outcome on baseline and episode predictors.
 
@@ -315,6 +334,10 @@ def outcome_model(
         REML (default) or ML for the mixed model.
     alpha : float
         1 - confidence level.
+    ddf : str
+        Denominator df of the mixed model's t tests (see :func:`fit_mixed`):
+        ``"satterthwaite"`` (default), ``"kenward-roger"``, ``"residual"`` or
+        ``"wald"``.
 
     Returns
     -------
@@ -327,6 +350,12 @@ def outcome_model(
     DroppedPatientsWarning
         When any patient is not analysed (reasons: excluded from episode
         detection, not in the predictors table, no outcome row, missing values).
+    FewClustersWarning
+        With fewer than 20 therapists: tests of therapist-level predictors
+        (e.g. training) rest on that many clusters, not on the patients; their
+        p-values and intervals use Satterthwaite t tests (with 8 therapists a
+        therapist-level predictor has about 6 df), and the z test lme4 prints
+        would be anti-conservative (Luke, 2017).
 
     Examples
     --------
@@ -363,7 +392,7 @@ def outcome_model(
             "see the reasons in the warning (missing outcome, excluded patients)."
         )
     formula = f"{_q(outcome)} ~ " + (" + ".join(_q(c) for c in rhs) if rhs else "1")
-    model, fit, coefs, variance = _fit(formula, data, groups, reml, alpha, notes)
+    model, fit, coefs, variance = _fit(formula, data, groups, reml, alpha, notes, ddf)
     return OutcomeResult(formula, model, coefs, variance, data, dropped, notes, fit)
 
 
@@ -380,6 +409,7 @@ def group_contrasts(
     better: str = "lower",
     reml: bool = True,
     alpha: float = 0.05,
+    ddf: str = "satterthwaite",
 ) -> pd.DataFrame:
     """Repaired vs unrepaired and repaired vs no rupture, adjusted for baseline.
 
@@ -388,13 +418,21 @@ def group_contrasts(
     reports each contrast as in Eubanks, Muran & Safran (2018).
 
     Formulas: ``estimate`` is the baseline-adjusted mean difference
-    *repaired minus comparison* in outcome units, ``statistic`` its Wald z (t
-    for OLS) and ``df = n - p`` (patients analysed minus fixed effects).  The
-    effect sizes use Rosenthal's (1994) conversions, ``r = t / sqrt(t^2 + df)``
-    and ``d = 2 t / sqrt(df)``, signed so that **positive values favour the
-    repaired group** (with ``better="lower"``, as for the BDI, a negative
-    ``estimate`` gives positive r and d).  They can be set next to the
-    meta-analytic r = .29, d = .62 (:data:`EUBANKS_2018`).
+    *repaired minus comparison* in outcome units, ``statistic`` its t with
+    ``df`` (Satterthwaite by default, as lmerTest; ``n - p`` for OLS).
+
+    ``d`` is the model-adjusted difference divided by the total outcome SD
+    ``sqrt(tau^2 + sigma^2)`` (therapist plus residual variance; the residual
+    SD for OLS), a standardised mean difference that does not assume equal
+    groups; ``d_ci_low, d_ci_high`` are the difference's confidence limits
+    divided by the same SD (the SD treated as known).  ``r = t / sqrt(t^2 + df)``
+    (Rosenthal, 1994) with the contrast's df.  Both are signed so that
+    **positive values favour the repaired group** (with ``better="lower"``,
+    as for the BDI, a negative ``estimate`` gives positive r and d).  They can
+    be set next to the meta-analytic r = .29, d = .62 (:data:`EUBANKS_2018`),
+    which pools studies' standardised differences; the conversion
+    ``d = 2t / sqrt(df)`` assumes two equal groups and understates d with
+    unequal ones.
 
     Parameters
     ----------
@@ -424,7 +462,8 @@ def group_contrasts(
     -------
     pandas.DataFrame
         One row per contrast: ``contrast, comparison, n_repaired, n_comparison,
-        estimate, se, statistic, p_value, ci_low, ci_high, df, r, d, model``.
+        estimate, se, statistic, p_value, ci_low, ci_high, df, r, d, d_ci_low,
+        d_ci_high, sd_total, model``.
         The full fit is in ``.attrs["model"]`` (an :class:`OutcomeResult`).
 
     Examples
@@ -473,9 +512,16 @@ def group_contrasts(
         dummies.append(f"_is_{c}")
     terms = [*([baseline] if baseline else []), *dummies, *covariates]
     formula = f"{_q(outcome)} ~ " + " + ".join(_q(c) for c in terms)
-    model, fit, coefs, variance = _fit(formula, data, groups_used, reml, alpha, notes)
+    model, fit, coefs, variance = _fit(formula, data, groups_used, reml, alpha, notes, ddf)
     res = OutcomeResult(formula, model, coefs, variance, data, dropped, notes, fit)
-    df = res.df_resid
+    if variance is not None:  # tau^2 (every random-effect variance) + sigma^2
+        sd_total = math.sqrt(float(variance.loc[variance["term2"].isna(), "variance"].sum()))
+    else:
+        sd_total = math.sqrt(float(fit.scale))
+    notes.append(
+        f"d = adjusted difference / total SD ({sd_total:.4g} = sqrt(tau^2 + sigma^2)); "
+        "r from t with the contrast's df."
+    )
     sign_fav = -1.0 if better == "lower" else 1.0
     rows = []
     c_idx = coefs.set_index("term")
@@ -491,7 +537,9 @@ def group_contrasts(
             b = c_idx.loc[f"_is_{c}"]
             est = -float(b["estimate"])
             stat = -float(b["statistic"])
+            df = res.term_df(f"_is_{c}")
             es = effect_size_from_t(sign_fav * stat, df)
+            lo, hi = sorted((sign_fav * -float(b["ci_high"]), sign_fav * -float(b["ci_low"])))
             row.update(
                 estimate=est,
                 se=float(b["se"]),
@@ -501,12 +549,15 @@ def group_contrasts(
                 ci_high=-float(b["ci_low"]),
                 df=df,
                 r=es["r"],
-                d=es["d"],
+                d=sign_fav * est / sd_total,
+                d_ci_low=lo / sd_total,
+                d_ci_high=hi / sd_total,
+                sd_total=sd_total,
             )
         rows.append(row)
     cols = [
         "contrast", "comparison", "n_repaired", "n_comparison", "estimate", "se", "statistic",
-        "p_value", "ci_low", "ci_high", "df", "r", "d",
+        "p_value", "ci_low", "ci_high", "df", "r", "d", "d_ci_low", "d_ci_high", "sd_total",
     ]  # fmt: skip
     out = pd.DataFrame(rows).reindex(columns=cols)
     out["model"] = model
@@ -515,7 +566,7 @@ def group_contrasts(
 
 
 @dataclass(frozen=True)
-class GEEResult:
+class GEEResult(ModelResult):
     """Result of :func:`fit_gee_logistic`.
 
     Attributes
@@ -541,8 +592,14 @@ class GEEResult:
     n_dropped: int = 0
     working_correlation: float = float("nan")
 
-    def summary(self) -> str:
-        """Readable text summary."""
+    _title = "Logistic GEE"
+
+    @property
+    def df_resid(self) -> int:
+        """Clusters minus coefficients (the df for effect sizes of a z statistic)."""
+        return int(self.n_groups - len(self.coefs))
+
+    def _summary_text(self) -> str:
         return (
             f"Logistic GEE (exchangeable within {self.groups}, robust SEs): {self.formula}\n"
             f"Observations: {self.nobs}  clusters: {self.n_groups}  "
@@ -603,7 +660,6 @@ def fit_gee_logistic(
     import statsmodels.formula.api as smf
     from patsy import PatsyError
 
-    from alliancetrack.models.mixed import _formula_columns
 
     if not isinstance(df, pd.DataFrame):
         raise AllianceDataError(f"df must be a pandas DataFrame, got {type(df).__name__}.")
@@ -612,7 +668,7 @@ def fit_gee_logistic(
             f"grouping column {groups!r} is not in the data (columns: {list(df.columns)})."
         )
     lhs = formula.split("~")[0].strip()
-    cols = [c for c in _formula_columns(formula, []) if c in df.columns]
+    cols = [c for c in formula_columns(formula, []) if c in df.columns]
     data = df[list(dict.fromkeys([*cols, groups]))].dropna().reset_index(drop=True)
     if lhs in data.columns:
         y = data[lhs]
@@ -637,7 +693,7 @@ def fit_gee_logistic(
             f"Columns available: {list(df.columns)}."
         ) from exc
     res = model.fit()
-    coefs = wald_table(model.exog_names, res.params, res.bse, alpha)
+    coefs = coef_table(model.exog_names, res.params, res.bse, None, alpha)
     coefs["odds_ratio"] = np.exp(coefs["estimate"])
     coefs["or_ci_low"] = np.exp(coefs["ci_low"])
     coefs["or_ci_high"] = np.exp(coefs["ci_high"])
