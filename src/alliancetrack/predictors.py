@@ -9,6 +9,7 @@ from alliancetrack.detection.base import DETECTORS, Detector, detector_from_labe
 from alliancetrack.detection.engines import engine_for
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.reading.alliance import as_alliance_data, patient_codes
+from alliancetrack.strategy_links import strategy_counts
 
 __all__ = ["episode_predictors", "episode_definition", "PREDICTOR_COLUMNS"]
 
@@ -101,7 +102,8 @@ def _counting_data(data, episodes: pd.DataFrame, detector):
     return data, label, det, extra
 
 
-def episode_predictors(data, episodes: pd.DataFrame, *,
+def episode_predictors(data, episodes: pd.DataFrame,
+                       strategies: pd.DataFrame | None = None, *,
                        detector: Detector | str | None = None) -> pd.DataFrame:
     """One row per input patient with episode counts and summaries.
 
@@ -118,6 +120,11 @@ def episode_predictors(data, episodes: pd.DataFrame, *,
         :func:`episode_definition`).  With a Dask DataFrame ``data`` the
         result is a Dask DataFrame; see
         :func:`alliancetrack.scaling.dask_engine.episode_predictors_dask`.
+    strategies : DataFrame, optional
+        From :func:`alliancetrack.link_strategies`: adds per-patient
+        ``n_strategy_episodes, n_strategies, n_immediate, n_expressive``
+        (:func:`alliancetrack.strategy_links.strategy_counts`; missing for a
+        patient without an episode in a coded session).
     detector : Detector or str, optional
         The detector (or its label) that made ``episodes``; needed only for an
         episode table without rows that was read back from a file.
@@ -165,7 +172,10 @@ def episode_predictors(data, episodes: pd.DataFrame, *,
     """
     engine = engine_for(data)
     if engine is not None:  # e.g. Dask: alliancetrack.scaling.dask_engine
-        return engine.episode_predictors(data, episodes)
+        if strategies is not None:
+            raise ValueError("strategies= is not available with Dask data; compute the "
+                             "predictors, then merge strategy_counts(linked, patients).")
+        return engine.episode_predictors(data, episodes, detector=detector)
     data, label, det, extra = _counting_data(data, episodes, detector)
     patients = data.patients
     excluded = pd.concat([data.excluded, extra], ignore_index=True).drop_duplicates("patient")
@@ -263,4 +273,7 @@ def episode_predictors(data, episodes: pd.DataFrame, *,
         out["mean_intensity"] = gi.mean().reindex(patients).to_numpy(dtype="float64")
         out["max_intensity"] = gi.max().reindex(patients).to_numpy(dtype="float64")
     out["patient"] = out["patient"].astype(patients.dtype)
+    if strategies is not None:
+        counts_ = strategy_counts(strategies, patients)
+        out = pd.concat([out, counts_.drop(columns="patient")], axis=1)
     return out

@@ -10,4 +10,5 @@ COMMAND_MODULES: list[str] = [
     "alliancetrack.cli.sudden",
     "alliancetrack.cli.report_command",
     "alliancetrack.cli.validate",
+    "alliancetrack.cli.strategies",
 ]

@@ -8,6 +8,7 @@ import pandas as pd
 
 from alliancetrack.datasets import load_example
 from alliancetrack.reading.alliance import read_alliance
+from alliancetrack.reading.reported import read_3rs
 
 __all__ = ["run_demo"]
 
@@ -26,6 +27,9 @@ predictors_primary.csv    the same for stiles-2sd only; predictor_groups.csv: gr
 model.csv                 bdi_post ~ bdi_pre + n_repaired + n_unrepaired + (1 | therapist)
                           with the stiles-2sd predictors; model_dropped.csv lists the patients
                           not in the model and why
+strategies_linked.csv     3RS resolution strategies per observer episode (patients 1-30);
+                          strategy_repair_rates.csv, strategy_effects.csv: repair by strategy
+                          class (invented example effect; associations, see docs/strategies.md)
 figures/                  the report's figures as PNG
 """
 
@@ -57,9 +61,12 @@ def run_demo(out: str | Path = "demo-output", quiet: bool = False) -> dict[str, 
     ex = load_example()
     data = read_alliance(ex.sessions, therapist="therapist", scale="wai-sr")
     say(f"example data: {data!r}")
+    codes = read_3rs(pd.concat([ex.observer, ex.strategies], ignore_index=True),
+                     marker="marker", resolution="resolution", strategy="strategy",
+                     patients=data.patients)
     written = write_report(data, out, outcomes=ex.outcomes, outcome="bdi_post",
                            baseline="bdi_pre", title="alliancetrack demo: example cohort",
-                           progress=not quiet)
+                           progress=not quiet, strategy_codes=codes)
 
     episodes = pd.read_csv(written["episodes"])
     rows = []

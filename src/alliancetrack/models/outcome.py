@@ -9,9 +9,9 @@
   Eubanks, Muran & Safran (2018): repaired vs unrepaired and repaired vs no
   rupture, adjusted for baseline, with r and d comparable to the meta-analytic
   r = .29 (d = .62) between rupture resolution and outcome.
-* :func:`fit_gee_logistic`: binary outcomes such as dropout, logistic GEE with
-  an exchangeable working correlation within therapists (Liang & Zeger, 1986),
-  odds ratios with robust (sandwich) confidence intervals.
+* :func:`fit_gee_logistic` (defined in :mod:`alliancetrack.models.gee`, re-exported
+  here): binary outcomes such as dropout, logistic GEE with small-sample
+  corrected tests when there are few therapists.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 
 from alliancetrack.errors import AllianceDataError
-from alliancetrack.models.lmm import MixedResult, fit_mixed
-from alliancetrack.models.lmm.design import formula_columns
-from alliancetrack.models.results import ModelResult, coef_table, effect_size_from_t
-from alliancetrack.models.results import rename_term as _rename
+from alliancetrack.models.clustered import FEW_CLUSTERS, FewClustersWarning, fit_clustered
+from alliancetrack.models.gee import GEEResult, fit_gee_logistic
+from alliancetrack.models.lmm import MixedResult
+from alliancetrack.models.results import ModelResult, effect_size_from_t
 
 __all__ = [
     "DroppedPatientsWarning",
@@ -51,16 +51,8 @@ EUBANKS_2018: dict[str, float] = {"r": 0.29, "d": 0.62}
 _COEF_COLUMNS = ["term", "estimate", "se", "statistic", "p_value", "ci_low", "ci_high"]
 
 
-#: Below this many clusters, outcome models warn that cluster-level tests rest on few clusters.
-FEW_CLUSTERS = 20
-
-
 class DroppedPatientsWarning(UserWarning):
     """Some patients could not be used in an outcome model (see ``.dropped``)."""
-
-
-class FewClustersWarning(UserWarning):
-    """An outcome model has fewer than :data:`FEW_CLUSTERS` clusters (therapists)."""
 
 
 def _q(name: str) -> str:
@@ -226,64 +218,6 @@ def _prepare(
     return data, dropped, groups, notes
 
 
-def _ols_coefs(res: Any, alpha: float) -> pd.DataFrame:
-    ci = np.asarray(res.conf_int(alpha=alpha))
-    return pd.DataFrame(
-        {
-            "term": [_rename(n) for n in res.model.exog_names],
-            "estimate": np.asarray(res.params),
-            "se": np.asarray(res.bse),
-            "statistic": np.asarray(res.tvalues),
-            "p_value": np.asarray(res.pvalues),
-            "ci_low": ci[:, 0],
-            "ci_high": ci[:, 1],
-            "df": float(res.df_resid),
-        }
-    )
-
-
-def _fit(
-    formula: str,
-    data: pd.DataFrame,
-    groups: str | None,
-    reml: bool,
-    alpha: float,
-    notes: list[str],
-    ddf: str = "satterthwaite",
-) -> tuple[str, Any, pd.DataFrame, pd.DataFrame | None]:
-    import statsmodels.formula.api as smf
-
-    if groups is None:
-        notes.append("no clustering variable (groups=None): fitted OLS.")
-    elif data[groups].nunique() < 2:
-        notes.append(
-            f"only {data[groups].nunique()} value of {groups!r} among the analysed patients: "
-            "fitted OLS (a random intercept needs at least two clusters)."
-        )
-        groups = None
-    if groups is None:
-        res = smf.ols(formula, data).fit()
-        return "ols", res, _ols_coefs(res, alpha), None
-    fit = fit_mixed(formula, data, groups=groups, reml=reml, alpha=alpha, ddf=ddf)
-    k = int(data[groups].nunique())
-    if k < FEW_CLUSTERS:
-        test = (
-            "Wald z tests, which are anti-conservative here (too small p-values, too narrow "
-            "intervals)"
-            if fit.ddf == "wald"
-            else f"t tests with {fit.ddf} df (see coefs['df']; a z test would be "
-            "anti-conservative)"
-        )
-        msg = (
-            f"only {k} {groups} clusters: tests of {groups}-level predictors rest on {k} "
-            f"clusters, not on the {len(data)} patients, and have little power; reported "
-            f"with {test}. Treat {groups}-level effects as tentative (Luke, 2017)."
-        )
-        notes.append(msg)
-        warnings.warn(msg, FewClustersWarning, stacklevel=3)
-    return "mixed", fit, fit.coefs, fit.variance
-
-
 def outcome_model(
     table: pd.DataFrame,
     /,
@@ -392,7 +326,7 @@ def outcome_model(
             "see the reasons in the warning (missing outcome, excluded patients)."
         )
     formula = f"{_q(outcome)} ~ " + (" + ".join(_q(c) for c in rhs) if rhs else "1")
-    model, fit, coefs, variance = _fit(formula, data, groups, reml, alpha, notes, ddf)
+    model, fit, coefs, variance = fit_clustered(formula, data, groups, reml, alpha, notes, ddf)
     return OutcomeResult(formula, model, coefs, variance, data, dropped, notes, fit)
 
 
@@ -512,7 +446,7 @@ def group_contrasts(
         dummies.append(f"_is_{c}")
     terms = [*([baseline] if baseline else []), *dummies, *covariates]
     formula = f"{_q(outcome)} ~ " + " + ".join(_q(c) for c in terms)
-    model, fit, coefs, variance = _fit(formula, data, groups_used, reml, alpha, notes, ddf)
+    model, fit, coefs, variance = fit_clustered(formula, data, groups_used, reml, alpha, notes, ddf)
     res = OutcomeResult(formula, model, coefs, variance, data, dropped, notes, fit)
     if variance is not None:  # tau^2 (every random-effect variance) + sigma^2
         sd_total = math.sqrt(float(variance.loc[variance["term2"].isna(), "variance"].sum()))
@@ -563,151 +497,3 @@ def group_contrasts(
     out["model"] = model
     out.attrs["model"] = res
     return out
-
-
-@dataclass(frozen=True)
-class GEEResult(ModelResult):
-    """Result of :func:`fit_gee_logistic`.
-
-    Attributes
-    ----------
-    coefs : pandas.DataFrame
-        ``term, estimate`` (log-odds), ``se`` (robust), ``statistic``,
-        ``p_value``, ``ci_low, ci_high`` (log-odds), ``odds_ratio, or_ci_low,
-        or_ci_high``.
-    result : statsmodels GEEResults
-        The underlying statsmodels fit.
-    nobs, n_groups, n_dropped : int
-        Rows used, clusters, rows dropped for missing values.
-    working_correlation : float
-        The estimated exchangeable within-cluster correlation.
-    """
-
-    formula: str
-    groups: str
-    coefs: pd.DataFrame
-    result: Any = field(repr=False)
-    nobs: int = 0
-    n_groups: int = 0
-    n_dropped: int = 0
-    working_correlation: float = float("nan")
-
-    _title = "Logistic GEE"
-
-    @property
-    def df_resid(self) -> int:
-        """Clusters minus coefficients (the df for effect sizes of a z statistic)."""
-        return int(self.n_groups - len(self.coefs))
-
-    def _summary_text(self) -> str:
-        return (
-            f"Logistic GEE (exchangeable within {self.groups}, robust SEs): {self.formula}\n"
-            f"Observations: {self.nobs}  clusters: {self.n_groups}  "
-            f"rows dropped for missing values: {self.n_dropped}  "
-            f"working correlation: {self.working_correlation:.4f}\n"
-            + self.coefs.to_string(index=False, float_format=lambda z: f"{z:.5g}")
-        )
-
-
-def fit_gee_logistic(
-    formula: str,
-    df: pd.DataFrame,
-    groups: str = "therapist",
-    *,
-    alpha: float = 0.05,
-) -> GEEResult:
-    """Logistic regression for a binary outcome (e.g. dropout), clustered by therapist.
-
-    Generalised estimating equations (Liang & Zeger, 1986) with a binomial
-    family, logit link and an exchangeable working correlation within
-    ``groups``; robust (sandwich) standard errors.  Odds ratios are
-    ``exp(estimate)`` with CIs ``exp(estimate -/+ z * se)``.  The coefficients
-    are population-averaged (marginal) effects, not the cluster-specific
-    effects a mixed logistic model would give.
-
-    Parameters
-    ----------
-    formula : str
-        E.g. ``"dropout ~ n_unrepaired + bdi_pre"``; the outcome must be 0/1 or
-        boolean.
-    df : pandas.DataFrame
-        One row per patient.  Rows with missing model variables are dropped and
-        counted (``n_dropped``).
-    groups : str
-        Cluster column.
-    alpha : float
-        1 - confidence level.
-
-    Returns
-    -------
-    GEEResult
-
-    Examples
-    --------
-    >>> import numpy as np, pandas as pd, alliancetrack as at
-    >>> rng = np.random.default_rng(0)
-    >>> n = 300
-    >>> d = pd.DataFrame({"therapist": np.arange(n) % 15, "n_unrepaired": rng.integers(0, 3, n)})
-    >>> p = 1 / (1 + np.exp(-(-1.5 + 0.7 * d["n_unrepaired"])))
-    >>> d["dropout"] = (rng.random(n) < p).astype(int)
-    >>> res = at.fit_gee_logistic("dropout ~ n_unrepaired", d)
-    >>> res.coefs["term"].tolist()
-    ['(Intercept)', 'n_unrepaired']
-    >>> bool(res.coefs.loc[1, "odds_ratio"] > 1)
-    True
-    """
-    import statsmodels.api as sm
-    import statsmodels.formula.api as smf
-    from patsy import PatsyError
-
-
-    if not isinstance(df, pd.DataFrame):
-        raise AllianceDataError(f"df must be a pandas DataFrame, got {type(df).__name__}.")
-    if groups not in df.columns:
-        raise AllianceDataError(
-            f"grouping column {groups!r} is not in the data (columns: {list(df.columns)})."
-        )
-    lhs = formula.split("~")[0].strip()
-    cols = [c for c in formula_columns(formula, []) if c in df.columns]
-    data = df[list(dict.fromkeys([*cols, groups]))].dropna().reset_index(drop=True)
-    if lhs in data.columns:
-        y = data[lhs]
-        if pd.api.types.is_bool_dtype(y):
-            data[lhs] = y.astype(int)
-        elif not set(pd.unique(y)) <= {0, 1}:
-            raise AllianceDataError(
-                f"outcome column {lhs!r} must be 0/1 or boolean for logistic GEE; found values "
-                f"{sorted(pd.unique(y))[:10]}."
-            )
-    try:
-        model = smf.gee(
-            formula,
-            groups=groups,
-            data=data,
-            family=sm.families.Binomial(),
-            cov_struct=sm.cov_struct.Exchangeable(),
-        )
-    except PatsyError as exc:
-        raise AllianceDataError(
-            f"could not build the model from formula {formula!r}: {exc}. "
-            f"Columns available: {list(df.columns)}."
-        ) from exc
-    res = model.fit()
-    coefs = coef_table(model.exog_names, res.params, res.bse, None, alpha)
-    coefs["odds_ratio"] = np.exp(coefs["estimate"])
-    coefs["or_ci_low"] = np.exp(coefs["ci_low"])
-    coefs["or_ci_high"] = np.exp(coefs["ci_high"])
-    try:
-        rho = float(model.cov_struct.dep_params)
-    except (TypeError, ValueError):  # pragma: no cover
-        rho = math.nan
-    return GEEResult(
-        formula=formula,
-        groups=groups,
-        coefs=coefs,
-        result=res,
-        nobs=int(res.nobs),
-        n_groups=int(data[groups].nunique()),
-        n_dropped=len(df) - len(data),
-        working_correlation=rho,
-    )

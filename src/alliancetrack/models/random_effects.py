@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..errors import AllianceDataError
-from .formula import MixedFormula, RandomTerm
+from alliancetrack.errors import AllianceDataError
+from alliancetrack.models.formula import MixedFormula, RandomTerm
 
 __all__ = ["RandomEffects", "ReTerm", "build_random_effects"]
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..errors import AllianceDataError
+from alliancetrack.errors import AllianceDataError
 
 __all__ = ["ModelResult", "Summary", "coef_table", "effect_size_from_t", "rename_term"]
 

@@ -14,6 +14,7 @@ import plotnine as p9
 
 from alliancetrack.agreement.sources import _coverage_of, _prepared
 from alliancetrack.errors import AllianceDataError
+from alliancetrack.plotting.strategies import CLASS_COLOURS, strategy_ticks
 from alliancetrack.plotting.style import OKABE_ITO, theme_alliance
 from alliancetrack.reading.alliance import as_alliance_data
 
@@ -111,7 +112,7 @@ def plot_source_agreement(table: pd.DataFrame,
 
 def plot_sources_timeline(data, sources: Mapping[str, pd.DataFrame], *, patients=None,
                           coverage: Mapping | None = None, ncol: int = 2,
-                          base_size: float = 8) -> p9.ggplot:
+                          base_size: float = 8, strategies=None) -> p9.ggplot:
     """Per-patient timeline: the sources' ruptures stacked under the alliance trajectory.
 
     One panel per patient.  The alliance scores are drawn on top (a gap at a
@@ -137,6 +138,10 @@ def plot_sources_timeline(data, sources: Mapping[str, pd.DataFrame], *, patients
         Panels per row.
     base_size : float
         Base font size.
+    strategies : ObserverData or DataFrame, optional
+        3RS codes read with ``strategy=`` (or their ``.strategies``): two more
+        lanes with a tick at each session where immediate / expressive
+        resolution strategies were coded (tick size: number of uses).
 
     Returns
     -------
@@ -184,7 +189,9 @@ def plot_sources_timeline(data, sources: Mapping[str, pd.DataFrame], *, patients
     low, high = (ad.scale.low, ad.scale.high) if ad.scale is not None else \
         (float(np.nanmin(ad.frame["alliance"])), float(np.nanmax(ad.frame["alliance"])))
     gap = (high - low) * 0.2
-    lane_y = {n: low - (i + 1) * gap for i, n in enumerate(names)}
+    lanes = names + (["immediate strategies", "expressive strategies"]
+                     if strategies is not None else [])
+    lane_y = {n: low - (i + 1) * gap for i, n in enumerate(lanes)}
 
     scores = frame[["patient", "session", "alliance"]].copy()
     scores["run"] = scores["alliance"].isna().groupby(scores["patient"]).cumsum()
@@ -223,11 +230,11 @@ def plot_sources_timeline(data, sources: Mapping[str, pd.DataFrame], *, patients
     points["status"] = pd.Categorical(points["status"], categories=list(_STATUS_COLOURS))
 
     ticks = [v for v in np.arange(np.ceil(low), np.floor(high) + 1)]
-    breaks = ticks + [lane_y[n] for n in names]
-    labels = [f"{v:g}" for v in ticks] + names
+    breaks = ticks + [lane_y[n] for n in lanes]
+    labels = [f"{v:g}" for v in ticks] + lanes
     nrow = int(np.ceil(len(chosen) / max(1, ncol)))
     width = min(7.5, 1.6 + 3.0 * min(ncol, len(chosen)))
-    height = 0.9 + nrow * (1.3 + 0.22 * len(names))
+    height = 0.9 + nrow * (1.3 + 0.22 * len(lanes))
     p = (
         p9.ggplot(points)
         + p9.geom_hline(yintercept=low - gap / 2, color="#BBBBBB", size=0.3)
@@ -243,9 +250,18 @@ def plot_sources_timeline(data, sources: Mapping[str, pd.DataFrame], *, patients
         + p9.scale_color_manual(values=_STATUS_COLOURS, drop=False, name="rupture")
         + p9.scale_shape_manual(values=_STATUS_SHAPES, drop=False, name="rupture")
         + p9.scale_y_continuous(breaks=breaks, labels=labels,
-                                limits=(low - (len(names) + 0.5) * gap, high))
+                                limits=(low - (len(lanes) + 0.5) * gap, high))
         + p9.facet_wrap("patient", ncol=ncol, labeller=lambda s: f"patient {s}")
         + p9.labs(x="session", y="alliance / source")
         + theme_alliance(base_size, figure_size=(width, height))
     )
+    if strategies is not None:  # one lane per class, a tick per session with strategies
+        tk = strategy_ticks(strategies, chosen)
+        tk["y"] = tk["strategy_class"].map(lambda c: lane_y[f"{c} strategies"])
+        tk["patient"] = pd.Categorical(tk["patient"].astype(str), categories=order)
+        for cls in ("immediate", "expressive"):
+            p += p9.geom_point(p9.aes("session", "y", size="n"),
+                               data=tk[tk["strategy_class"] == cls], shape="|",
+                               color=CLASS_COLOURS[cls], show_legend=False)
+        p += p9.scale_size_continuous(range=(3, 6), guide=None)
     return p

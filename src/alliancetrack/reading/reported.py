@@ -30,6 +30,7 @@ import pandas as pd
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.reading.alliance import AllianceData, _listing, _to_numeric, _where
 from alliancetrack.reading.files import read_table
+from alliancetrack.reading.strategies import drop_strategy_only, strategy_rows, strategy_table
 
 __all__ = ["PSQData", "ObserverData", "read_psq", "read_3rs", "PSQ_ITEMS"]
 
@@ -442,12 +443,19 @@ class ObserverData:
         named by ``patients=`` can have none).
     patients : pandas.Index
         Every patient id.
+    strategies : pandas.DataFrame or None
+        With ``read_3rs(..., strategy=...)``: one row per resolution strategy
+        used, ``patient, session, segment, strategy`` (short name of
+        :data:`alliancetrack.STRATEGIES`), ``number``, ``strategy_class``,
+        ``strategy_significance`` (and ``therapist``).  Strategy coding covers
+        the coded sessions (``sessions``).  None when strategies were not read.
     """
 
     frame: pd.DataFrame
     sessions: pd.DataFrame
     excluded: pd.DataFrame
     patients: pd.Index
+    strategies: pd.DataFrame | None = None
 
     @property
     def raters(self) -> list:
@@ -482,6 +490,8 @@ def read_3rs(
     resolution: str | None = None,
     therapist: str | None = None,
     patients: Sequence | AllianceData | None = None,
+    strategy: str | None = None,
+    strategy_significance: str | None = None,
 ) -> ObserverData:
     """Read and validate Rupture Resolution Rating System (3RS) codes.
 
@@ -499,6 +509,13 @@ def read_3rs(
     that does not appear was *not coded*.  A segment may have several rows
     when it holds several markers (different type or name).
 
+    With ``strategy=`` the therapist's resolution strategies are read too
+    (:data:`alliancetrack.STRATEGIES`): a short name, the manual's number or
+    its wording, any case, several in one cell separated by ``;`` (or rows of
+    their own, with an empty marker type); a row may hold a marker and
+    strategies.  ``strategy_significance`` optionally names a 1-5 rating of
+    each strategy row.  Unknown strategies are an error naming them.
+
     Parameters
     ----------
     source : DataFrame or path
@@ -508,6 +525,8 @@ def read_3rs(
     patients : list or AllianceData, optional
         Every patient of the study; those without a coded session go to
         ``.excluded`` (reason ``"no coded session"``).
+    strategy, strategy_significance : str, optional
+        Columns of the resolution strategies and their rating (``.strategies``).
 
     Returns
     -------
@@ -539,8 +558,14 @@ def read_3rs(
     _require_columns(df, {"patient": patient, "session": session, "segment": segment,
                           "marker_type": marker_type, "marker": marker,
                           "significance": significance, "resolution": resolution,
-                          "therapist": therapist}, "read_3rs")
+                          "therapist": therapist, "strategy": strategy,
+                          "strategy_significance": strategy_significance}, "read_3rs")
     out = _ids(df, patient, session, from_file)
+    only = np.zeros(len(df), dtype=bool)
+    if strategy is not None:  # rows with strategies but no marker (reading/strategies.py)
+        names, strat_sig, only = strategy_rows(
+            df, strategy=strategy, strategy_significance=strategy_significance,
+            marker_type=marker_type, from_file=from_file, rating=_rating)
     if segment is not None:
         _no_missing(df, segment, "segment", from_file,
                     " A segment coded with no marker still needs its segment number.")
@@ -589,15 +614,15 @@ def read_3rs(
         out["therapist"] = df[therapist]
     keys = ["patient", "session", "segment"]
     # a segment coded with no marker must be the only row of that segment
-    seg_rows = out.groupby(keys, sort=False, dropna=False)["type"].transform("size")
-    lonely = (seg_rows.to_numpy() > 1) & blank
+    seg_rows = out.assign(_n=~only).groupby(keys, sort=False, dropna=False)["_n"].transform("sum")
+    lonely = (seg_rows.to_numpy() > 1) & blank & ~only
     if lonely.any():
         raise AllianceDataError(
             f"Segment(s) coded both with and without a marker (duplicated "
             f"{'/'.join(keys)} rows): {_listing(_where(df.index[lonely], from_file))}. Drop the "
             "empty row of a segment that has markers."
         )
-    out["_name"] = out["marker"].fillna("")
+    out["_name"] = out["marker"].fillna("").where(~only, "\x1f" + out.index.astype(str))
     _duplicates(out, [*keys, "type", "_name"], from_file,
                 "Each marker may be coded once per segment; remove the duplicates.")
     out = out.drop(columns="_name")
@@ -610,6 +635,8 @@ def read_3rs(
             f"{_pairs(df[resolution], conflict, from_file)}. Give one session-level rating "
             "(repeated or on one row)."
         )
+    strategies = None if strategy is None else strategy_table(names, strat_sig, out, from_file)
+    out["_only"] = only
     out = _sort(out, ["patient", "session"]).reset_index(drop=True)
     g = out.groupby(["patient", "session"], sort=True)
     sessions = pd.DataFrame({
@@ -620,6 +647,8 @@ def read_3rs(
     sessions["n_segments"] = sessions["n_segments"].astype("int64")
     sessions["n_markers"] = sessions["n_markers"].astype("int64")
     out["resolution"] = g["resolution"].transform("max")
+    out = drop_strategy_only(out, out.pop("_only").to_numpy(dtype=bool))
     pats = _all_patients(out["patient"], patients)
     excluded = _excluded(pats, sessions["patient"], "no coded session")
-    return ObserverData(frame=out, sessions=sessions, excluded=excluded, patients=pats)
+    return ObserverData(frame=out, sessions=sessions, excluded=excluded, patients=pats,
+                        strategies=strategies)

@@ -239,6 +239,8 @@ def write_report(
     tolerance: float = 1,
     title: str = "alliancetrack report",
     progress: bool = False,
+    strategy_codes=None,
+    strategy_window: int = 0,
 ) -> dict[str, Path]:
     """Run the analysis and write ``report.html`` plus the CSV tables it shows.
 
@@ -267,6 +269,11 @@ def write_report(
         Title of the report.
     progress : bool, default False
         Show a progress bar on standard error (only when it is a terminal).
+    strategy_codes : ObserverData, optional
+        3RS codes read with ``read_3rs(..., strategy=...)``: adds a "Repair
+        strategies" section (:mod:`alliancetrack.report.strategies`).
+    strategy_window : int, default 0
+        Sessions after the rupture whose strategies count.
 
     Returns
     -------
@@ -383,6 +390,11 @@ def write_report(
         dropped = fit.dropped.copy()
         save("model_dropped", dropped)
         notes = "".join(f"<li>{html.escape(str(n))}</li>" for n in getattr(fit, "notes", []))
+        methods = (
+            f"<p class='methods'><b>Methods.</b> {html.escape(fit.fit.methods_text())}</p>"
+            if hasattr(fit.fit, "methods_text")
+            else ""
+        )
         model_html = (
             f"<p>{html.escape(str(getattr(fit, 'model', '')))} model of "
             f"<code>{html.escape(outcome)}</code> on "
@@ -391,6 +403,7 @@ def write_report(
             f"(episodes of <code>{html.escape(primary_label)}</code>), "
             f"n = {fit.n} patients.</p>"
             + _html_table(coefs, "model")
+            + methods
             + (f"<ul class='note'>{notes}</ul>" if notes else "")
             + "<h3>Patients not in the model</h3>" + _html_table(dropped, "model_dropped")
         )
@@ -420,6 +433,12 @@ def write_report(
         figure("coefficients", plot_coefficients(fit),
                "Outcome model coefficients with 95% confidence intervals.")
 
+    strategy_html = None
+    if strategy_codes is not None:
+        from alliancetrack.report.strategies import strategy_section  # noqa: PLC0415
+
+        strategy_html = strategy_section(strategy_codes, data, strategy_window, save,
+                                         _html_table, figure)
     fig_html = "".join(
         f'<figure id="figure-{n}"><img alt="{n}" src="data:image/png;base64,{b64}">'
         f"<figcaption>{html.escape(c)}</figcaption></figure>" for n, b64, c in figs
@@ -449,6 +468,8 @@ def write_report(
         ("model", "Outcome model", model_html),
         ("figures", "Figures", fig_html),
     ]
+    if strategy_html is not None:
+        sections.insert(-1, ("strategies", "Repair strategies", strategy_html))
     save("predictors_primary", pred)
     nav = "".join(f'<a href="#{sid}">{html.escape(t)}</a>' for sid, t, _ in sections)
     body = "".join(f'<section id="{sid}"><h2>{html.escape(t)}</h2>{content}</section>'

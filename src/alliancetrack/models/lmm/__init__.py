@@ -9,8 +9,8 @@ groups, and several nested or crossed terms by a blocked Cholesky),
 (:class:`MixedResult`) and :mod:`.fit` (:func:`fit_mixed`).
 """
 
-from .fit import fit_mixed
-from .optimizer import ConvergenceWarning, SingularFitWarning
-from .results import MixedResult
+from alliancetrack.models.lmm.fit import fit_mixed
+from alliancetrack.models.lmm.optimizer import ConvergenceWarning, SingularFitWarning
+from alliancetrack.models.lmm.results import MixedResult
 
 __all__ = ["ConvergenceWarning", "MixedResult", "SingularFitWarning", "fit_mixed"]

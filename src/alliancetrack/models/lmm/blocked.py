@@ -35,9 +35,9 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from ...errors import AllianceDataError
-from ..random_effects import RandomEffects
-from .optimizer import ProfileBase
+from alliancetrack.errors import AllianceDataError
+from alliancetrack.models.lmm.optimizer import ProfileBase
+from alliancetrack.models.random_effects import RandomEffects
 
 __all__ = ["BlockedProfile"]
 
@@ -117,7 +117,14 @@ class BlockedProfile(ProfileBase):
         self.q1 = q1
         Z = re.Z
         self.q2 = Z.shape[1] - q1
-        if self.q2:
+        self.nested = False
+        if len(re.terms) == 2:
+            t2 = re.terms[1]
+            parent = np.full(nl1, -1)
+            parent[codes] = t2.codes
+            if np.array_equal(parent[codes], t2.codes):
+                self._setup_nested(t1, t2, parent, W)
+        if self.q2 and not self.nested:
             Z1, Z2 = Z[:, :q1], Z[:, q1:]
             self.Z2Z2 = (Z2.T @ Z2).tocsc()
             self.Z2Z1 = (Z2.T @ Z1).tocsc()
@@ -126,15 +133,6 @@ class BlockedProfile(ProfileBase):
             base = np.arange(nl1)[:, None, None] * k1
             self._bd_rows = (base + np.arange(k1)[None, :, None]).repeat(k1, 2).ravel()
             self._bd_cols = (base + np.arange(k1)[None, None, :]).repeat(k1, 1).ravel()
-        self.nested = False
-        if len(re.terms) == 2:
-            t2 = re.terms[1]
-            parent = np.full(nl1, -1)
-            parent[codes] = t2.codes
-            check = np.zeros(len(codes), bool)
-            check[:] = parent[codes] == t2.codes
-            if check.all():
-                self._setup_nested(t1, t2, parent, W)
         self._cache: tuple[bytes, dict[str, Any]] | None = None
 
     def _setup_nested(self, t1: Any, t2: Any, parent: np.ndarray, W: np.ndarray) -> None:
@@ -281,6 +279,12 @@ class BlockedProfile(ProfileBase):
         with np.errstate(all="ignore"):
             return self._score_nested(ev)
 
+    def _back_solve(self, ev: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """``M^-1 Lambda'Z'[X y]`` per level of both nested terms."""
+        R2 = _ltsolve(ev["L22"], ev["Y"])
+        R1 = _ltsolve(ev["L11"], ev["B1"] - ev["L21t"] @ R2[self.parent])
+        return R1, R2
+
     def _score_nested(self, ev: dict[str, Any]) -> np.ndarray:
         """Gradient of the profiled log-likelihood for two nested terms.
 
@@ -290,11 +294,10 @@ class BlockedProfile(ProfileBase):
         ``res`` the residual), its diagonal blocks from the block Cholesky factor.
         """
         p = self.p
-        T1, T2, L11, B1 = ev["T1"], ev["T2"], ev["L11"], ev["B1"]
-        L21t, L22, Y, par = ev["L21t"], ev["L22"], ev["Y"], self.parent
+        T1, T2, L11 = ev["T1"], ev["T2"], ev["L11"]
+        L21t, L22, par = ev["L21t"], ev["L22"], self.parent
         tr = lambda a: np.transpose(a, (0, 2, 1))  # noqa: E731
-        R2 = _ltsolve(L22, Y)  # M^-1 Lambda'Z'W, outer term
-        R1 = _ltsolve(L11, B1 - L21t @ R2[par])
+        R1, R2 = self._back_solve(ev)
         bvec = np.append(-ev["beta"], 1.0)
         u1, u2 = R1 @ bvec, R2 @ bvec
         b1, b2 = u1 @ T1.T, u2 @ T2.T  # Lambda u per level
@@ -364,6 +367,13 @@ class BlockedProfile(ProfileBase):
 
     def random_effects(self, x: np.ndarray, beta: np.ndarray) -> np.ndarray:
         """Conditional modes ``b = Lambda u`` with ``(Lambda'Z'Z Lambda + I) u = Lambda'Z'r``."""
+        if self.nested:
+            ev = self._evaluate(np.asarray(x, float))
+            R1, R2 = self._back_solve(ev)
+            bvec = np.append(-np.asarray(beta, float), 1.0)
+            b1 = (R1 @ bvec) @ ev["T1"].T
+            b2 = (R2 @ bvec) @ ev["T2"].T
+            return np.concatenate([b1.ravel(), b2.ravel()])
         Lam = self.re.lambda_matrix(x)
         ZL = (self.re.Z @ Lam).tocsc()
         A = (ZL.T @ ZL + sp.identity(ZL.shape[1])).tocsc()

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...errors import AllianceDataError
+from alliancetrack.errors import AllianceDataError
 
 __all__ = ["fixed_design", "formula_columns", "model_rows"]
 

@@ -21,29 +21,29 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...errors import AllianceDataError
-from ..formula import MixedFormula, RandomTerm, parse_mixed_formula
-from ..random_effects import RandomEffects, build_random_effects
-from ..results import coef_table
-from .blocked import BlockedProfile
-from .design import Opaque, fixed_design, model_rows
-from .inference import kenward_roger, satterthwaite_df
-from .likelihood import BatchProfile
-from .optimizer import (
+from alliancetrack.errors import AllianceDataError
+from alliancetrack.models.formula import MixedFormula, RandomTerm, parse_mixed_formula
+from alliancetrack.models.lmm.blocked import BlockedProfile
+from alliancetrack.models.lmm.design import Opaque, fixed_design, model_rows
+from alliancetrack.models.lmm.inference import kenward_roger, satterthwaite_df
+from alliancetrack.models.lmm.likelihood import BatchProfile
+from alliancetrack.models.lmm.optimizer import (
     _SINGULAR_TOL,
     ConvergenceWarning,
     SingularFitWarning,
     _diagnostics_ok,
     _optimise,
 )
-from .results import DDF_METHODS, MixedResult, variance_rows_terms
-from .statsmodels_bridge import (
+from alliancetrack.models.lmm.results import DDF_METHODS, MixedResult, variance_rows_terms
+from alliancetrack.models.lmm.statsmodels_bridge import (
     LazyResult,
     StatsmodelsProfile,
     build_sm_result,
     sm_model,
     variance_table,
 )
+from alliancetrack.models.random_effects import RandomEffects, build_random_effects
+from alliancetrack.models.results import coef_table
 
 __all__ = ["fit_mixed"]
 

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ...errors import AllianceDataError
-from ..random_effects import RandomEffects
+from alliancetrack.errors import AllianceDataError
+from alliancetrack.models.random_effects import RandomEffects
 
 __all__ = ["kenward_roger", "satterthwaite_df"]
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import AllianceDataError
-from .optimizer import ProfileBase, canonical_tril
+from alliancetrack.errors import AllianceDataError
+from alliancetrack.models.lmm.optimizer import ProfileBase, canonical_tril
 
 __all__ = ["BatchProfile"]
 

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize
 
-from ...errors import AllianceDataError
+from alliancetrack.errors import AllianceDataError
 
 __all__ = ["ConvergenceWarning", "ProfileBase", "SingularFitWarning"]
 

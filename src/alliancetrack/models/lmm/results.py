@@ -14,8 +14,8 @@ import pandas as pd
 import scipy
 from scipy import stats
 
-from ...errors import AllianceDataError
-from ..results import ModelResult
+from alliancetrack.errors import AllianceDataError
+from alliancetrack.models.results import ModelResult
 
 __all__ = ["DDF_METHODS", "MixedResult", "variance_rows", "variance_rows_terms"]
 

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...errors import AllianceDataError
-from .optimizer import ProfileBase, canonical_tril
-from .results import variance_rows
+from alliancetrack.errors import AllianceDataError
+from alliancetrack.models.lmm.optimizer import ProfileBase, canonical_tril
+from alliancetrack.models.lmm.results import variance_rows
 
 __all__ = ["STATSMODELS_INTERNALS", "LazyResult", "StatsmodelsProfile", "build_sm_result", "sm_model"]
 
