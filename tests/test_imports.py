@@ -161,3 +161,18 @@ def test_every_public_name_resolves_and_import_stays_light():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=PACKAGE.parent, check=True)
     assert res.stdout.strip() == "", f"import alliancetrack pulls in {res.stdout.strip()}"
+
+
+def test_lazy_names_are_visible_to_static_analysis():
+    """The root's TYPE_CHECKING imports (read by the API docs) match its lazy table."""
+    import alliancetrack as at
+
+    tree = ast.parse((PACKAGE / "__init__.py").read_text(encoding="utf-8"))
+    seen = {}
+    for node in tree.body:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            for imp in node.body:
+                if isinstance(imp, ast.ImportFrom):
+                    for alias in imp.names:
+                        seen[alias.name] = imp.module.removeprefix("alliancetrack.")
+    assert seen == at._LAZY_NAMES

@@ -13,6 +13,7 @@ line start quickly.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from alliancetrack import datasets
 from alliancetrack._version import __version__
@@ -88,5 +89,74 @@ def __getattr__(name: str):
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY_NAMES))
 
+
+if TYPE_CHECKING:  # static analysers and the API docs see the lazy names as imports
+    from alliancetrack.agreement.compare import EpisodeComparison, compare_episodes
+    from alliancetrack.agreement.sources import AGREEMENT_COLUMNS, source_agreement
+    from alliancetrack.detection.sudden import (
+        CHANGE_COLUMNS,
+        INTERVAL_COLUMNS,
+        reliable_change_cutoff,
+        sudden_changes,
+    )
+    from alliancetrack.detection.sudden_summary import describe_sudden_changes, select_changes
+    from alliancetrack.models.formula import MixedFormula, RandomTerm, parse_mixed_formula
+    from alliancetrack.models.glmm import GLMMResult, fit_glmm
+    from alliancetrack.models.glmm.helpers import (
+        compare_count_models,
+        overdispersion,
+        repair_table,
+        rupture_counts,
+    )
+    from alliancetrack.models.lmm import (
+        ConvergenceWarning,
+        MixedResult,
+        SingularFitWarning,
+        fit_mixed,
+    )
+    from alliancetrack.models.outcome import (
+        DroppedPatientsWarning,
+        FewClustersWarning,
+        GEEResult,
+        OutcomeResult,
+        fit_gee_logistic,
+        group_contrasts,
+        outcome_model,
+    )
+    from alliancetrack.models.random_effects import RandomEffects, build_random_effects
+    from alliancetrack.models.results import ModelResult, Summary
+    from alliancetrack.models.session_level import lag_within, split_within_between
+    from alliancetrack.models.strategies import (
+        SeparationWarning,
+        StrategyEffects,
+        strategy_effects,
+    )
+    from alliancetrack.plotting.sources import plot_source_agreement, plot_sources_timeline
+    from alliancetrack.plotting.strategies import plot_strategy_repair
+    from alliancetrack.plotting.trajectories import (
+        plot_coefficients,
+        plot_cohort,
+        plot_episode_summary,
+        plot_trajectories,
+    )
+    from alliancetrack.plotting.validation import (
+        plot_power,
+        plot_specification_curve,
+        plot_validation,
+    )
+    from alliancetrack.reading.reported import ObserverData, PSQData, read_3rs, read_psq
+    from alliancetrack.report.html import write_report
+    from alliancetrack.simulation.studies import (
+        EVALUATION_COLUMNS,
+        PowerResult,
+        SensitivityResult,
+        ValidationResult,
+        evaluate_detection,
+        power_analysis,
+        rupture_definitions,
+        sensitivity_analysis,
+        validation_study,
+    )
+    from alliancetrack.strategy_links import link_strategies, repair_rates
 
 __all__ = sorted({*_EAGER, *_LAZY_NAMES}, key=str.lower)
