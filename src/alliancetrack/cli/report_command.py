@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from alliancetrack.cli.common import add_data_arguments, load_data
+from alliancetrack.cli.common import add_data_arguments, input_paths, load_data, prepare_output_dir
 from alliancetrack.detection.rules import PRESETS
 from alliancetrack.errors import AllianceDataError
 
@@ -41,10 +41,11 @@ def read_outcomes(path: str, patient: str = "patient", therapist: str | None = N
 
 
 def run(args: argparse.Namespace) -> int:
-    from alliancetrack.report.html import write_report  # noqa: PLC0415 - plotting imports only when used
+    from alliancetrack.report.html import REPORT_FILES, write_report  # noqa: PLC0415 - plotting imports only when used
 
     if args.outcomes is None and (args.outcome or args.baseline):
         raise AllianceDataError("--outcome/--baseline need --outcomes FILE.")
+    prepare_output_dir(args.out, REPORT_FILES, args.force, input_paths(args))
     data = load_data(args)
     outcomes = None
     if args.outcomes is not None:

@@ -8,7 +8,7 @@ from alliancetrack.detection.episodes import attach, finalize_episodes
 from alliancetrack.detection.rule_engine import detect_rule_episodes
 from alliancetrack.detection.rules import DipRecoveryRule, get_rule
 from alliancetrack.errors import AllianceDataError
-from alliancetrack.reading.alliance import AllianceData, as_alliance_data
+from alliancetrack.reading.alliance import AllianceData, add_session_dates, as_alliance_data
 from alliancetrack.scaling.dask_engine import detect_episodes_dask, is_dask_dataframe
 
 __all__ = ["detect_episodes"]
@@ -123,4 +123,4 @@ def detect_episodes(data, method: str = "rules", rule: str | DipRecoveryRule = "
             data.excluded
         episodes.attrs["rule"] = repr(rule_obj)
     episodes.attrs["excluded"] = attach(excluded.reset_index(drop=True))
-    return episodes
+    return add_session_dates(episodes, data)

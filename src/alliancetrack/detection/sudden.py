@@ -29,6 +29,7 @@ never the pre-change session and the last is never the post-change session.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -165,10 +166,42 @@ def _window_stats(win: np.ndarray):
 # --------------------------------------------------------------------------- main
 
 
+def _auto_cutoff(ad: AllianceData) -> float:
+    """Criterion 1 when no cutoff was given: the scale's RCI, or 7 for BDI-like data."""
+    scale = ad.scale
+    scores = ad.frame["alliance"].dropna()
+    if scale is not None and "bdi" not in scale.name.lower():
+        if scale.reliability is None:
+            raise ValueError(
+                f"sudden_changes needs cutoff= for scale {scale.name!r}, which has no "
+                "reliability: pass cutoff= (e.g. reliable_change_cutoff(sd, reliability)).")
+        sd = scale.sd
+        if sd is None:
+            first = ad.frame.dropna(subset=["alliance"]).groupby("patient", sort=False).head(1)
+            sd = float(first["alliance"].std(ddof=1)) if len(first) > 1 else float("nan")
+        if not np.isfinite(sd) or sd <= 0:
+            raise ValueError(f"sudden_changes cannot derive a cutoff for scale {scale.name!r} "
+                             "(no SD); pass cutoff=.")
+        value = reliable_change_cutoff(sd, scale.reliability)
+        warnings.warn(
+            f"sudden_changes: cutoff={value:.4g}, the reliable-change cutoff of {scale.name} "
+            f"(1.96*sqrt(2)*SD*sqrt(1-r), SD {sd:.4g}, reliability {scale.reliability:g}); "
+            "pass cutoff= to choose another.", UserWarning, stacklevel=3)
+        return value
+    span = float(scores.max() - scores.min()) if len(scores) else 0.0
+    if span < 7:
+        raise ValueError(
+            f"sudden_changes needs cutoff=: the scores span only {span:g} points, so the BDI "
+            "default 7 (Tang & DeRubeis 1999) could never be met. Pass cutoff= for your scale "
+            "(e.g. reliable_change_cutoff(sd, reliability)), or data read with scale= (the "
+            "cutoff is then the scale's reliable-change cutoff).")
+    return 7.0
+
+
 def sudden_changes(
     data: AllianceData | pd.DataFrame,
     direction: Literal["decrease", "increase"] = "decrease",
-    cutoff: float | None = 7,
+    cutoff: float | Literal["auto"] | None = "auto",
     pct: float | None = 0.25,
     crit3: bool = True,
     crit3_adjust: bool = True,
@@ -214,11 +247,16 @@ def sudden_changes(
         ``"decrease"`` finds drops (an alliance rupture; a symptom "sudden
         gain", suddengains' ``identify_sg``); ``"increase"`` finds rises
         (suddengains' ``identify_sl``).
-    cutoff : float or None
+    cutoff : float, "auto" or None
         Criterion 1: minimum absolute change (positive for both directions;
-        see :func:`reliable_change_cutoff`).  The default 7 is the BDI value
-        of Tang & DeRubeis -- choose one for your scale.  None switches the
-        criterion off.
+        see :func:`reliable_change_cutoff`).  ``"auto"`` (default): for data
+        with a non-BDI scale, the reliable-change cutoff
+        ``1.96 * sqrt(2) * SD * sqrt(1 - reliability)`` (Jacobson & Truax
+        1991) from the scale's reliability and SD (the scale's ``sd``, else
+        the SD of the first rated session), announced with a warning; for data
+        without a scale, 7 -- the BDI value of Tang & DeRubeis -- when the
+        scores span at least 7 points, otherwise an error asking for a
+        cutoff.  None switches the criterion off.
     pct : float or None
         Criterion 2: minimum change relative to the pre-change score.  None
         switches it off.
@@ -311,7 +349,8 @@ def sudden_changes(
         raise ValueError(f"session_gaps must be 'missing' or 'ignore', got {session_gaps!r}.")
     if cutoff is None and pct is None and not crit3:
         raise ValueError("All three criteria are switched off; give cutoff=, pct= or crit3=True.")
-    if cutoff is not None and not cutoff >= 0:
+    if cutoff is not None and cutoff != "auto" and not (
+            isinstance(cutoff, (int, float, np.integer, np.floating)) and cutoff >= 0):
         raise ValueError(
             f"cutoff must be a non-negative size (direction= sets the sign), got {cutoff!r}."
         )
@@ -323,6 +362,7 @@ def sudden_changes(
         raise ValueError(f"reversal_start must be at least 1, got {reversal_start!r}.")
 
     ad = _to_alliance_data(data, patient, session, score, session_columns, wide, rater)
+    cutoff = _auto_cutoff(ad) if cutoff == "auto" else cutoff
     frame = ad.frame
     patients = ad.patients if include_excluded else ad.analysed_patients
     frame = frame.loc[frame["patient"].isin(patients)]

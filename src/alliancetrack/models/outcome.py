@@ -148,6 +148,22 @@ def _check_unique(df: pd.DataFrame, patient: str, what: str) -> None:
         )
 
 
+def _check_numeric(df: pd.DataFrame, column: str, patient: str) -> None:
+    """A model column must hold numbers: name the patients whose cells hold text."""
+    col = df[column]
+    if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+        return
+    num = pd.to_numeric(col, errors="coerce")
+    bad = col.notna() & num.isna()
+    shown = ", ".join(f"patient {p!r}: {v!r}" for p, v in
+                      zip(df.loc[bad, patient].head(5), col[bad].head(5), strict=True))
+    raise AllianceDataError(
+        f"column {column!r} must hold numbers for the model, but it holds text"
+        + (f" ({shown})" if shown else " (numbers stored as text)")
+        + "; recode it as numbers (e.g. pd.to_numeric) or leave the cell empty."
+    )
+
+
 def _prepare(
     table: pd.DataFrame,
     outcomes: pd.DataFrame,
@@ -183,6 +199,8 @@ def _prepare(
         )
     from_pred = [c for c in cols if c in table.columns and c != patient]
     from_out = [c for c in cols if c not in from_pred and c != patient]
+    for c in needed:
+        _check_numeric(table if c in from_pred else outcomes, c, patient)
     left = table[[patient, *from_pred, *(["status"] if "status" in table.columns else [])]]
     left = left.loc[:, ~left.columns.duplicated()]
     right = outcomes[[patient, *from_out]]

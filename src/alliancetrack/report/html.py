@@ -28,9 +28,17 @@ from alliancetrack.detection.rules import PRESETS
 from alliancetrack.predictors import episode_predictors
 from alliancetrack.reading.alliance import AllianceData, as_alliance_data
 
-__all__ = ["write_report", "Progress", "format_value"]
+__all__ = ["write_report", "Progress", "format_value", "REPORT_FILES"]
 
 CHANGEPOINT = "changepoint"
+
+#: Every file :func:`write_report` may write, relative to its folder (stale ones are removed).
+REPORT_FILES = (
+    "report.html", "data_summary.csv", "excluded.csv", "episodes.csv", "episode_counts.csv",
+    "agreement.csv", "predictors.csv", "predictor_groups.csv", "predictors_primary.csv",
+    "model.csv", "model_dropped.csv", "figures/trajectories.png", "figures/cohort.png",
+    "figures/episode_summary.png", "figures/coefficients.png",
+)
 
 
 class Progress:
@@ -138,6 +146,7 @@ table.data th,table.data td{border:1px solid #ddd;padding:.25em .5em;text-align:
 table.data th{background:#f3f3f3}table.data td:first-child,table.data th:first-child{text-align:left}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:.9em;color:#444}.note{font-size:.85em;color:#555}
+.warning{background:#fff4e5;border-left:4px solid #e69f00;padding:.4em .8em}
 nav a{margin-right:1em}details{margin:.5em 0}code{background:#f5f5f5;padding:0 .2em}
 """
 
@@ -226,6 +235,81 @@ def _trajectory_patients(pred: pd.DataFrame, k: int = 12, seed: int = 1) -> list
     return sorted(chosen, key=order.get)
 
 
+def _model_problem(pred: pd.DataFrame, oc: pd.DataFrame, outcome: str,
+                   baseline: str | None) -> str | None:
+    """Why the outcome model cannot be fitted (a constant predictor, too few patients), or None."""
+    cols = [*([baseline] if baseline else []), "n_repaired", "n_unrepaired"]
+    left = pred.loc[pred["status"] == "analysed", ["patient", "n_repaired", "n_unrepaired"]]
+    right = oc[["patient", *[c for c in (outcome, baseline) if c]]]
+    m = left.merge(right, on="patient").dropna(subset=[outcome, *cols])
+    if len(m) <= len(cols) + 1:
+        return (f"only {len(m)} analysed patient(s) have {outcome!r}"
+                + (f" and {baseline!r}" if baseline else "")
+                + f", too few for {len(cols) + 1} coefficients.")
+    for c in cols:
+        values = m[c].unique()
+        if len(values) == 1:
+            return (f"column {c!r} has the same value ({format_value(values[0])}) for every "
+                    f"patient in the model, so its effect cannot be estimated.")
+    return None
+
+
+def _model_section(pred: pd.DataFrame, oc: pd.DataFrame, outcome: str, baseline: str | None,
+                   primary_label: str, save) -> tuple[str, object]:
+    """The outcome-model section: the fit, or a paragraph saying why there is none."""
+    from alliancetrack.models.outcome import outcome_model  # noqa: PLC0415
+
+    problem = _model_problem(pred, oc, outcome, baseline)
+    fit = None
+    if problem is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fit = outcome_model(pred, oc, outcome=outcome, baseline=baseline,
+                                    groups="therapist" if "therapist" in oc else None)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            problem = " ".join(str(exc).split())
+    if fit is None:
+        return (f"<p class='warning'><strong>No outcome model was fitted</strong> "
+                f"(episodes of <code>{html.escape(primary_label)}</code>): "
+                f"{html.escape(str(problem))}</p>"), None
+    coefs = fit.coefs.copy()
+    save("model", coefs)
+    dropped = fit.dropped.copy()
+    save("model_dropped", dropped)
+    notes = [str(n) for n in getattr(fit, "notes", [])]
+    if getattr(fit.fit, "singular", False):
+        notes.insert(0, "Singular fit: a variance component (therapist) is estimated at zero "
+                     "or its correlations at +-1; the clustering adds nothing and the "
+                     "standard errors rest on the boundary estimate.")
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return (
+        f"<p>{html.escape(str(getattr(fit, 'model', '')))} model of "
+        f"<code>{html.escape(outcome)}</code> on "
+        + (f"<code>{html.escape(baseline)}</code>, " if baseline else "")
+        + "<code>n_repaired</code> and <code>n_unrepaired</code> "
+        f"(episodes of <code>{html.escape(primary_label)}</code>), "
+        f"n = {fit.n} patients.</p>"
+        + _html_table(coefs, "model")
+        + (f"<ul class='note'>{items}</ul>" if items else "")
+        + "<h3>Patients not in the model</h3>" + _html_table(dropped, "model_dropped")
+    ), fit
+
+
+def _summary_text(data: AllianceData) -> str:
+    """One readable line about the data, for the page header."""
+    f = data.frame
+    n_rated = int(f["alliance"].notna().sum())
+    text = (f"{len(data.patients)} patients ({len(data.analysed_patients)} analysed, "
+            f"{len(data.excluded)} excluded), {n_rated} ratings and "
+            f"{int(f['alliance'].isna().sum())} missing, "
+            + (f"scale {data.scale.name}" if data.scale is not None else "no scale given"))
+    if "date" in f and f["date"].notna().any():
+        text += (f", sessions dated {f['date'].min():%Y-%m-%d} to "
+                 f"{f['date'].max():%Y-%m-%d}")
+    return text
+
+
 def write_report(
     data,
     out: str | Path,
@@ -282,7 +366,6 @@ def write_report(
     >>> paths["report"].name, sorted(paths)[:3]
     ('report.html', ['agreement', 'data_summary', 'episode_counts'])
     """
-    from alliancetrack.models.outcome import outcome_model  # noqa: PLC0415
     from alliancetrack.plotting.trajectories import (  # noqa: PLC0415
         plot_coefficients,
         plot_cohort,
@@ -295,7 +378,12 @@ def write_report(
     if primary not in names:
         primary = names[0]
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out={str(out)!r} is a file; write_report needs a folder.")
     (out / "figures").mkdir(parents=True, exist_ok=True)
+    for name in REPORT_FILES:  # a previous run's files must not sit beside this report
+        if (out / name).is_file():
+            (out / name).unlink()
     n_steps = len(names) + 3 + 4 + (1 if outcomes is not None else 0)
     bar = Progress(n_steps, enabled=progress)
     written: dict[str, Path] = {}
@@ -373,26 +461,7 @@ def write_report(
         if "therapist" not in oc and "therapist" in data.frame:
             th = data.frame.drop_duplicates("patient").set_index("patient")["therapist"]
             oc["therapist"] = oc["patient"].map(th)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fit = outcome_model(pred, oc, outcome=outcome, baseline=baseline,
-                                groups="therapist" if "therapist" in oc else None)
-        coefs = fit.coefs.copy()
-        save("model", coefs)
-        dropped = fit.dropped.copy()
-        save("model_dropped", dropped)
-        notes = "".join(f"<li>{html.escape(str(n))}</li>" for n in getattr(fit, "notes", []))
-        model_html = (
-            f"<p>{html.escape(str(getattr(fit, 'model', '')))} model of "
-            f"<code>{html.escape(outcome)}</code> on "
-            + (f"<code>{html.escape(baseline)}</code>, " if baseline else "")
-            + "<code>n_repaired</code> and <code>n_unrepaired</code> "
-            f"(episodes of <code>{html.escape(primary_label)}</code>), "
-            f"n = {fit.n} patients.</p>"
-            + _html_table(coefs, "model")
-            + (f"<ul class='note'>{notes}</ul>" if notes else "")
-            + "<h3>Patients not in the model</h3>" + _html_table(dropped, "model_dropped")
-        )
+        model_html, fit = _model_section(pred, oc, outcome, baseline, primary_label, save)
 
     # -- figures
     figs: list[tuple[str, str, str]] = []
@@ -456,7 +525,7 @@ def write_report(
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><p class='note'>{html.escape(repr(data))}; "
+        f"<h1>{html.escape(title)}</h1><p class='note'>{html.escape(_summary_text(data))}; "
         f"generated by alliancetrack {__version__}.</p><nav>{nav}</nav>{body}</body></html>"
     )
     bar.step("writing report.html")
