@@ -581,7 +581,9 @@ def describe_sudden_changes(
 
     Parameters
     ----------
-    intervals, changes : DataFrame
+    intervals : DataFrame
+        The two tables from :func:`sudden_changes`.
+    changes : DataFrame
         The two tables from :func:`sudden_changes`.
     select : {"first", "last", "smallest", "largest"}
         Which change represents a patient with several.

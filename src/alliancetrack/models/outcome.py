@@ -170,6 +170,7 @@ def _prepare(
     needed: Sequence[str],
     groups: str | None,
     patient: str,
+    categorical: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame, str | None, list[str]]:
     """Merge predictors and outcomes; return (data, dropped, groups, notes)."""
     for name, df in (("predictors", table), ("outcomes", outcomes)):
@@ -199,7 +200,7 @@ def _prepare(
         )
     from_pred = [c for c in cols if c in table.columns and c != patient]
     from_out = [c for c in cols if c not in from_pred and c != patient]
-    for c in needed:
+    for c in [c for c in needed if c not in categorical]:
         _check_numeric(table if c in from_pred else outcomes, c, patient)
     left = table[[patient, *from_pred, *(["status"] if "status" in table.columns else [])]]
     left = left.loc[:, ~left.columns.duplicated()]
@@ -318,7 +319,9 @@ def outcome_model(
     outcomes : pandas.DataFrame
         One row per patient with the outcome, the baseline score and (usually)
         the therapist.
-    outcome, baseline : str
+    outcome : str
+        Outcome and baseline columns (``baseline=None`` for none).
+    baseline : str
         Outcome and baseline columns (``baseline=None`` for none).
     predictors : sequence of str
         The predictor columns, default ``["n_repaired", "n_unrepaired"]``.
@@ -374,7 +377,8 @@ def outcome_model(
     terms = [predictors] if isinstance(predictors, str) else list(predictors)
     rhs = [*([baseline] if baseline else []), *terms, *covariates]
     needed = [outcome, *rhs]
-    data, dropped, groups, notes = _prepare(table, outcomes, needed, groups, patient)
+    data, dropped, groups, notes = _prepare(table, outcomes, needed, groups, patient,
+                                            categorical=covariates)
     if len(data) <= len(rhs) + 1:
         raise AllianceDataError(
             f"only {len(data)} patient(s) can be analysed for {len(rhs) + 1} coefficients; "
@@ -421,7 +425,9 @@ def group_contrasts(
         (``"no_rupture" | "repaired" | "unrepaired"``).
     outcomes : pandas.DataFrame
         One row per patient: outcome, baseline, therapist.
-    outcome, baseline : str
+    outcome : str
+        Column names (``baseline=None`` for an unadjusted comparison).
+    baseline : str
         Column names (``baseline=None`` for an unadjusted comparison).
     group : str
         Group column of ``predictors``.
@@ -469,7 +475,8 @@ def group_contrasts(
         )
     rhs = [*([baseline] if baseline else []), group, *covariates]
     data, dropped, groups_used, notes = _prepare(
-        predictors, outcomes, [outcome, *rhs], groups, patient
+        predictors, outcomes, [outcome, *rhs], groups, patient,
+        categorical=[group, *covariates]
     )
     data[group] = data[group].astype(str)
     levels = set(data[group])
@@ -544,7 +551,11 @@ class GEEResult:
         or_ci_high``.
     result : statsmodels GEEResults
         The underlying statsmodels fit.
-    nobs, n_groups, n_dropped : int
+    nobs : int
+        Rows used, clusters, rows dropped for missing values.
+    n_groups : int
+        Rows used, clusters, rows dropped for missing values.
+    n_dropped : int
         Rows used, clusters, rows dropped for missing values.
     working_correlation : float
         The estimated exchangeable within-cluster correlation.

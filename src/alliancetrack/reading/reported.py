@@ -367,14 +367,33 @@ def read_psq(
     ----------
     source : DataFrame or path
         Read by suffix like :func:`alliancetrack.read_alliance`.
-    patient, session, rater, therapist : str
+    patient : str
         Column names (``rater`` and ``therapist`` optional).
-    tension, tension_intensity, withdrawal, withdrawal_intensity, addressed, resolved : str or None
+    session : str
+        Column names (``rater`` and ``therapist`` optional).
+    rater : str
+        Column names (``rater`` and ``therapist`` optional).
+    therapist : str
+        Column names (``rater`` and ``therapist`` optional).
+    tension : str or None
         Column names of the items.
-    tension_format : {"yes/no", "rating"}, optional
-        How the tension item was answered; guessed from the values by default
+    tension_intensity : str or None
+        Column names of the items.
+    withdrawal : str or None
+        Column names of the items.
+    withdrawal_intensity : str or None
+        Column names of the items.
+    addressed : str or None
+        Column names of the items.
+    resolved : str or None
+        Column names of the items.
+    tension_format : str, optional
+        How the tension item was answered, ``"yes/no"`` or ``"rating"``; guessed from the values by default
         (bool, yes/no words or 0/1 with some 0s mean yes/no; 1-5 values a
         rating; a column of only 1s is ambiguous and must be named).
+    missing_values : list of numbers or text, optional
+        Missing-value codes of the item columns (e.g. ``[-9, 99]``); they
+        become missing answers.
     patients : list or AllianceData, optional
         Every patient of the study.  Patients without any answered
         questionnaire are listed in ``.excluded`` (reason ``"no PSQ
@@ -531,12 +550,36 @@ def read_3rs(
     Parameters
     ----------
     source : DataFrame or path
-    patient, session, segment, marker_type, marker, significance, resolution, therapist : str
+    patient : str
+        Column names (``segment``, ``marker``, ``resolution``, ``therapist``
+        optional).
+    session : str
+        Column names (``segment``, ``marker``, ``resolution``, ``therapist``
+        optional).
+    segment : str
+        Column names (``segment``, ``marker``, ``resolution``, ``therapist``
+        optional).
+    marker_type : str
+        Column names (``segment``, ``marker``, ``resolution``, ``therapist``
+        optional).
+    marker : str
+        Column names (``segment``, ``marker``, ``resolution``, ``therapist``
+        optional).
+    significance : str
+        Column names (``segment``, ``marker``, ``resolution``, ``therapist``
+        optional).
+    resolution : str
+        Column names (``segment``, ``marker``, ``resolution``, ``therapist``
+        optional).
+    therapist : str
         Column names (``segment``, ``marker``, ``resolution``, ``therapist``
         optional).
     patients : list or AllianceData, optional
         Every patient of the study; those without a coded session go to
         ``.excluded`` (reason ``"no coded session"``).
+    missing_values : list of numbers or text, optional
+        Missing-value codes of ``significance`` and ``resolution`` (e.g.
+        ``[-9]``); they become missing ratings.
 
     Returns
     -------

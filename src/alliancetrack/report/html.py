@@ -335,7 +335,9 @@ def write_report(
         One row per patient with ``patient``, the outcome, the baseline and
         (for a mixed model) ``therapist``.  Without it, the model section says
         that no outcomes were given.
-    outcome, baseline : str
+    outcome : str
+        Outcome and baseline columns of ``outcomes``.
+    baseline : str
         Outcome and baseline columns of ``outcomes``.
     methods : sequence of str, optional
         Rule presets and/or ``"changepoint"``; default every preset and
@@ -465,6 +467,7 @@ def write_report(
 
     # -- figures
     figs: list[tuple[str, str, str]] = []
+    figure_notes: list[str] = []
 
     def figure(name: str, plot, caption: str) -> None:
         bar.step(f"figure: {name}")
@@ -481,14 +484,17 @@ def write_report(
     figure("cohort", plot_cohort(data, pred),
            f"All trajectories (faint) and the mean per group ({primary_label}) with 95% "
            "confidence bands.")
-    figure("episode_summary", plot_episode_summary(all_ep, data),
-           "Depth, sessions to repair (repaired episodes) and timing (phase of treatment) of "
-           "the episodes, by method.")
+    if len(all_ep):
+        figure("episode_summary", plot_episode_summary(all_ep, data),
+               "Depth, sessions to repair (repaired episodes) and timing (phase of treatment) "
+               "of the episodes, by method.")
+    else:
+        figure_notes.append("No method found any episode, so there is no episode summary.")
     if fit is not None:
         figure("coefficients", plot_coefficients(fit),
                "Outcome model coefficients with 95% confidence intervals.")
 
-    fig_html = "".join(
+    fig_html = "".join(f"<p class='note'>{html.escape(t)}</p>" for t in figure_notes) + "".join(
         f'<figure id="figure-{n}"><img alt="{n}" src="data:image/png;base64,{b64}">'
         f"<figcaption>{html.escape(c)}</figcaption></figure>" for n, b64, c in figs
     )

@@ -295,7 +295,11 @@ def detect_episodes_dask(
     ddf : dask.dataframe.DataFrame
         Canonical long data (``patient, session, alliance``; optional
         ``therapist``, ``rater``).
-    method, rule, **options
+    method : str
+        As :func:`alliancetrack.detect_episodes`.
+    rule : str or DipRecoveryRule
+        As :func:`alliancetrack.detect_episodes`.
+    **options
         As :func:`alliancetrack.detect_episodes`.
     scale : str or Scale, optional
         The instrument (range check; reliability for ``unit="rci"``), as
@@ -466,7 +470,9 @@ def episode_predictors_dask(
         The data the episodes were detected in.
     episodes : dask.dataframe.DataFrame or pandas.DataFrame
         The episode table.
-    scale, data_min_timepoints : optional
+    scale : optional
+        As in detection (by default those the episodes were detected with).
+    data_min_timepoints : optional
         As in detection (by default those the episodes were detected with).
     npartitions : int, optional
         Partitions when both have to be hash-partitioned.
