@@ -5,6 +5,8 @@ Each test pins one case of issue 16 (it fails on the code before the fix).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -239,10 +241,12 @@ def test_sudden_changes_on_an_alliance_scale_uses_the_rci_and_says_so():
     assert len(ch) > 0
 
 
-def test_sudden_changes_without_scale_on_a_short_scale_needs_a_cutoff():
-    with pytest.raises(ValueError, match="needs cutoff="):
+def test_sudden_changes_without_scale_says_it_uses_the_bdi_cutoff():
+    with pytest.warns(UserWarning, match=r"cutoff=7, the BDI value.*can never be met"):
         at.sudden_changes(_alliance_cohort())
-    iv, _ = at.sudden_changes(_alliance_cohort(), cutoff=1.0)   # explicit cutoff works
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")        # an explicit cutoff: nothing to announce
+        iv, _ = at.sudden_changes(_alliance_cohort(), cutoff=1.0)
     assert len(iv) > 0
 
 
@@ -255,7 +259,6 @@ def test_predictors_keep_the_therapist_and_outcome_model_uses_it():
     rng = np.random.default_rng(0)
     out = pd.DataFrame({"patient": pred["patient"], "bdi_pre": rng.normal(25, 5, len(pred))})
     out["bdi_post"] = out["bdi_pre"] * 0.7 + rng.normal(0, 3, len(pred))
-    import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = at.outcome_model(pred, out)

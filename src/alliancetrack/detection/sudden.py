@@ -189,12 +189,13 @@ def _auto_cutoff(ad: AllianceData) -> float:
             "pass cutoff= to choose another.", UserWarning, stacklevel=3)
         return value
     span = float(scores.max() - scores.min()) if len(scores) else 0.0
-    if span < 7:
-        raise ValueError(
-            f"sudden_changes needs cutoff=: the scores span only {span:g} points, so the BDI "
-            "default 7 (Tang & DeRubeis 1999) could never be met. Pass cutoff= for your scale "
-            "(e.g. reliable_change_cutoff(sd, reliability)), or data read with scale= (the "
-            "cutoff is then the scale's reliable-change cutoff).")
+    never = (f" The scores span only {span:g} points, so it can never be met."
+             if span < 7 else "")
+    warnings.warn(
+        "sudden_changes: cutoff=7, the BDI value of Tang & DeRubeis (1999), because no cutoff= "
+        f"was given and the data have no scale.{never} Pass cutoff= for your scale (e.g. "
+        "reliable_change_cutoff(sd, reliability)), or read the data with scale= to use its "
+        "reliable-change cutoff.", UserWarning, stacklevel=3)
     return 7.0
 
 
@@ -253,10 +254,9 @@ def sudden_changes(
         with a non-BDI scale, the reliable-change cutoff
         ``1.96 * sqrt(2) * SD * sqrt(1 - reliability)`` (Jacobson & Truax
         1991) from the scale's reliability and SD (the scale's ``sd``, else
-        the SD of the first rated session), announced with a warning; for data
-        without a scale, 7 -- the BDI value of Tang & DeRubeis -- when the
-        scores span at least 7 points, otherwise an error asking for a
-        cutoff.  None switches the criterion off.
+        the SD of the first rated session); for data without a scale, 7 (the
+        BDI value of Tang & DeRubeis).  Either way a warning says which cutoff
+        was used.  None switches the criterion off.
     pct : float or None
         Criterion 2: minimum change relative to the pre-change score.  None
         switches it off.

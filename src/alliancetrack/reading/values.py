@@ -29,6 +29,7 @@ __all__ = ["apply_missing_values", "suspect_codes", "keep_id_text", "as_dates", 
 MAX_SESSION = 2 ** 53
 
 _CODE_SHAPE = re.compile(r"^(9{2,}|8{2,}|7{2,}|9+[0-8])$")
+_NEG_SHAPE = re.compile(r"^(1|9+|8+|7+|9+[0-8])$")
 
 
 def normalise_missing(missing_values) -> list | None:
@@ -98,14 +99,15 @@ def suspect_codes(values: np.ndarray) -> np.ndarray:
 
     Flagged, conservatively (a deep dip of real scores is never flagged):
 
-    * negative whole numbers when at least 95% of the values are
-      non-negative (``-1``, ``-9``, ``-99``, ``-999`` in a 1-7 scale);
-    * code-shaped whole numbers of two or more digits (``99``, ``999``,
-      ``88``, ``98``, ``777``) above the upper quartile by more than three
-      interquartile ranges (Tukey's far-out fence, Tukey 1977);
-    * any value further from the quartiles than both ten interquartile
-      ranges and twice the quartiles' magnitude (an order of magnitude away,
-      e.g. ``500`` in a 1-7 scale).
+    * negative whole numbers shaped like codes (``-1``, ``-7``, ``-8``,
+      ``-9``, ``-99``, ``-999``, ``-98`` ...) when the lower quartile is
+      positive (at least three quarters of the scores are above zero);
+    * positive code-shaped whole numbers of two or more digits (``99``,
+      ``999``, ``88``, ``98``, ``777``) beyond Tukey's far-out fence (upper
+      quartile + 3 interquartile ranges; Tukey 1977) and at least twice the
+      upper quartile;
+    * any value a hundred times further from the median than the data's
+      scale (``max(|median|, IQR, 1)``), e.g. ``5000`` in a 1-7 scale.
 
     Examples
     --------
@@ -124,17 +126,18 @@ def suspect_codes(values: np.ndarray) -> np.ndarray:
     if ok.sum() < 2:
         return flag
     x = v[ok]
-    q1, q3 = np.percentile(x, [25, 75])
+    q1, med, q3 = np.percentile(x, [25, 50, 75])
     iqr = q3 - q1
     whole = ok & (v == np.round(v))
-    if np.mean(x >= 0) >= 0.95:
-        flag |= whole & (v < 0)
-    text = np.where(whole, np.abs(np.where(whole, v, 0)), 0)
-    shaped = np.array([w and bool(_CODE_SHAPE.match(f"{int(t)}")) for t, w in
-                       zip(text, whole, strict=True)], dtype=bool)
-    flag |= shaped & (v > q3 + 3 * iqr) & (v > 0)
-    far = max(10 * iqr, 2 * max(abs(q1), abs(q3), 1.0))
-    flag |= ok & ((v < q1 - far) | (v > q3 + far))
+    digits = np.where(whole, np.abs(np.where(whole, v, 0)), 0)
+    neg_shape = np.array([w and bool(_NEG_SHAPE.match(f"{int(t)}")) for t, w in
+                          zip(digits, whole, strict=True)], dtype=bool)
+    pos_shape = np.array([w and bool(_CODE_SHAPE.match(f"{int(t)}")) for t, w in
+                          zip(digits, whole, strict=True)], dtype=bool)
+    if q1 > 0:
+        flag |= neg_shape & (v < 0)
+    flag |= pos_shape & (v > q3 + 3 * iqr) & (v >= 2 * max(q3, 1.0))
+    flag |= ok & (np.abs(v - med) >= 100 * max(abs(med), iqr, 1.0))
     return flag
 
 
