@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -39,3 +40,20 @@ def test_stale_model_files_are_removed(tmp_path):
     data = at.read_alliance(_flat_cohort(), scale="wai-sr")
     at.write_report(data, tmp_path, methods=["strauss-1sd"])
     assert not (tmp_path / "model.csv").exists() and (tmp_path / "notes.txt").exists()
+
+
+def test_singular_fit_is_flagged(tmp_path):
+    """No therapist effect at all: the therapist variance is estimated at zero (singular)."""
+    ex = at.datasets.load_example()
+    small = ex.sessions[ex.sessions["patient"] <= 60]
+    data = at.read_alliance(small, therapist="therapist", scale="wai-sr")
+    rng = np.random.default_rng(3)
+    oc = ex.outcomes.loc[ex.outcomes["patient"] <= 60, ["patient", "bdi_pre"]].copy()
+    oc["bdi_post"] = 0.5 * oc["bdi_pre"] + rng.normal(0, 5, len(oc))
+    pred = at.episode_predictors(data, at.detect_episodes(data, rule="stiles-2sd"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = at.outcome_model(pred, oc)
+    page = at.write_report(data, tmp_path, outcomes=oc, methods=["stiles-2sd"])["report"]
+    assert ("Singular fit" in page.read_text()) == bool(fit.fit.singular)
+    assert fit.fit.singular, "the example should give a singular fit; pick another seed"
