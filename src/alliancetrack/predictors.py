@@ -203,7 +203,12 @@ def episode_predictors(data, episodes: pd.DataFrame) -> pd.DataFrame:
         out["mean_intensity"] = gi.mean().reindex(patients).to_numpy(dtype="float64")
         out["max_intensity"] = gi.max().reindex(patients).to_numpy(dtype="float64")
     out["patient"] = out["patient"].astype(patients.dtype)
-    if "therapist" in data.frame:  # keep the clustering column for outcome_model
-        th = data.frame.dropna(subset=["therapist"]).drop_duplicates("patient")
+    return _with_therapist(out, data.frame)
+
+
+def _with_therapist(out: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """Keep the therapist given to read_alliance (the clustering column of outcome_model)."""
+    if "therapist" in frame:
+        th = frame.dropna(subset=["therapist"]).drop_duplicates("patient")
         out["therapist"] = out["patient"].map(th.set_index("patient")["therapist"]).to_numpy()
     return out
