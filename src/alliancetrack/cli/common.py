@@ -47,7 +47,8 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-timepoints", type=int, default=3,
                    help="patients with fewer rated sessions are excluded (default 3)")
     p.add_argument("--missing", nargs="*", type=_code, default=None, metavar="CODE",
-                   help="missing-value codes of the score column, e.g. --missing -99 999")
+                   help="missing-value codes of the score column, e.g. --missing -99 999 "
+                   "(--missing alone: there are none, analyse extreme scores as they are)")
     p.add_argument("--sep", default=None,
                    help="delimiter of a CSV/TXT file (default: sniffed from the file)")
     p.add_argument("--encoding", default=None, help="text encoding of a CSV/TXT file "
