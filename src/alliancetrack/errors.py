@@ -20,7 +20,7 @@ class AllianceDataError(ValueError):
     ...                      session="s", score="wai", scale="wai-sr")
     ... except at.AllianceDataError as err:
     ...     print(err)
-    1 score(s) in column 'wai' lie outside the wai-sr range 1-5: row 0: 9. Check the scoring (sum vs item mean) or pass the right scale.
+    1 score(s) in column 'wai' lie outside the wai-sr range 1-5: row 0: 9. Check the scoring (sum vs item mean) or pass the right scale. If they are missing-value codes, pass missing_values=[9] (command line: --missing 9).
     """
 
 

@@ -276,4 +276,12 @@ def episode_predictors(data, episodes: pd.DataFrame,
     if strategies is not None:
         counts_ = strategy_counts(strategies, patients)
         out = pd.concat([out, counts_.drop(columns="patient")], axis=1)
+    return _with_therapist(out, data.frame)
+
+
+def _with_therapist(out: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """Keep the therapist given to read_alliance (the clustering column of outcome_model)."""
+    if "therapist" in frame:
+        th = frame.dropna(subset=["therapist"]).drop_duplicates("patient")
+        out["therapist"] = out["patient"].map(th.set_index("patient")["therapist"]).to_numpy()
     return out

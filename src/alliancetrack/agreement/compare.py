@@ -166,7 +166,9 @@ def compare_episodes(a: pd.DataFrame, b: pd.DataFrame, tolerance: float = 1,
 
     Parameters
     ----------
-    a, b : pandas.DataFrame
+    a : pandas.DataFrame
+        Episode tables (at least ``patient`` and ``rupture_session``).
+    b : pandas.DataFrame
         Episode tables (at least ``patient`` and ``rupture_session``).
     tolerance : float, default 1
         Largest difference in session numbers for two ruptures to match.

@@ -8,8 +8,10 @@ from pathlib import Path
 from alliancetrack.cli.common import (
     RULE_FIELDS,
     add_data_arguments,
+    input_paths,
     load_data,
     parse_overrides,
+    prepare_output_file,
     write_table,
 )
 from alliancetrack.cli.engine import add_engine_arguments, run_dask
@@ -41,13 +43,20 @@ def _episodes(args, data):
                            **parse_overrides(args.overrides))
 
 
+def _check_out(args: argparse.Namespace) -> None:
+    """Refuse a bad ``--out`` before any work is done."""
+    if args.out not in (None, "-"):
+        prepare_output_file(args.out, args.force, input_paths(args))
+
+
 def run_detect(args: argparse.Namespace) -> int:
     """``alliancetrack detect``: write the episode table."""
     if args.engine == "dask":
         return run_dask(args, "detect")
+    _check_out(args)
     data = load_data(args)
     episodes = _episodes(args, data)
-    write_table(episodes, args.out)
+    write_table(episodes, args.out, args.force, input_paths(args))
     return 0
 
 
@@ -55,8 +64,10 @@ def run_predictors(args: argparse.Namespace) -> int:
     """``alliancetrack predictors``: write one row per patient."""
     if args.engine == "dask":
         return run_dask(args, "predictors")
+    _check_out(args)
     data = load_data(args)
-    write_table(episode_predictors(data, _episodes(args, data)), args.out)
+    write_table(episode_predictors(data, _episodes(args, data)), args.out, args.force,
+                input_paths(args))
     return 0
 
 
@@ -73,7 +84,7 @@ def run_demo(args: argparse.Namespace) -> int:
     """``alliancetrack demo``: the whole pipeline on the example data."""
     from alliancetrack.cli.demo import run_demo as demo  # noqa: PLC0415 - heavy imports only when used
 
-    demo(Path(args.out), quiet=args.quiet)
+    demo(Path(args.out), quiet=args.quiet, force=args.force)
     return 0
 
 
@@ -105,6 +116,8 @@ def register(subparsers) -> None:
                               "and write tables and figures to a folder.")
     p.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--force", action="store_true",
+                   help="replace the demo's files in a non-empty output folder")
     p.set_defaults(func=run_demo)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from alliancetrack.cli.common import prepare_output_dir
 from alliancetrack.datasets import load_example
 from alliancetrack.reading.alliance import read_alliance
 from alliancetrack.reading.reported import read_3rs
@@ -34,14 +35,16 @@ figures/                  the report's figures as PNG
 """
 
 
-def run_demo(out: str | Path = "demo-output", quiet: bool = False) -> dict[str, Path]:
+def run_demo(out: str | Path = "demo-output", quiet: bool = False,
+             force: bool = False) -> dict[str, Path]:
     """Run the whole pipeline on the example cohort and write its outputs.
 
     Writes the HTML report of :func:`alliancetrack.write_report` with every
     detection method, the per-patient predictors and the outcome model, plus
     ``agreement_with_truth.csv`` (each method against the planted episodes,
     which only simulated data have) and ``README.txt`` saying what each file
-    holds.
+    holds.  A non-empty ``out`` is refused unless ``force`` (which replaces
+    only the demo's own files).
 
     Returns the paths written, by name.
 
@@ -54,9 +57,10 @@ def run_demo(out: str | Path = "demo-output", quiet: bool = False) -> dict[str, 
     ('report.html', 'agreement_with_truth.csv')
     """
     from alliancetrack.agreement.compare import compare_episodes  # noqa: PLC0415 - heavy modules only when used
-    from alliancetrack.report.html import write_report  # noqa: PLC0415
+    from alliancetrack.report.html import REPORT_FILES, write_report  # noqa: PLC0415
 
-    out = Path(out)
+    out = prepare_output_dir(out, [*REPORT_FILES, "agreement_with_truth.csv", "README.txt"],
+                             force)
     say = (lambda *a: None) if quiet else print
     ex = load_example()
     data = read_alliance(ex.sessions, therapist="therapist", scale="wai-sr")

@@ -35,7 +35,7 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
         "--scheduler",
         default=None,
         metavar="ADDRESS",
-        help="dask: address of an existing scheduler (e.g. tcp://10.0.0.5:8786) "
+        help="dask: address of an existing scheduler (e.g. tcp://scheduler-host:8786) "
         "instead of a local cluster",
     )
 

@@ -57,14 +57,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
-        return int(args.func(args) or 0)
-    except (AllianceDataError, ValueError, TypeError, FileNotFoundError, KeyError) as exc:
-        message = str(exc).strip().strip("'\"") or type(exc).__name__
-        print(f"alliancetrack: error: {' '.join(message.split())}", file=sys.stderr)
-        return 2
+        code = int(args.func(args) or 0)
+        if getattr(args, "summary_line", None):
+            print(args.summary_line, file=sys.stderr)
+        return code
     except BrokenPipeError:  # e.g. `alliancetrack detect ... | head`
         sys.stderr.close()
         return 0
+    except (AllianceDataError, ValueError, TypeError, KeyError, OSError) as exc:
+        message = str(exc).strip()
+        if isinstance(exc, KeyError) and len(exc.args) == 1:  # str() of a KeyError is a repr
+            message = str(exc.args[0])
+        if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+            message = f"{exc.strerror}: {exc.filename}"
+        message = message or type(exc).__name__
+        print(f"alliancetrack: error: {' '.join(message.split())}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

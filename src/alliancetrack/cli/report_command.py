@@ -8,32 +8,28 @@ from pathlib import Path
 
 import pandas as pd
 
-from alliancetrack.cli.common import add_data_arguments, load_data
+from alliancetrack.cli.common import add_data_arguments, input_paths, load_data, prepare_output_dir
 from alliancetrack.detection.rules import PRESETS
 from alliancetrack.errors import AllianceDataError
+from alliancetrack.reading.files import read_table
+from alliancetrack.reading.values import keep_id_text
 
 __all__ = ["register", "run", "read_outcomes"]
 
 
 def read_outcomes(path: str, patient: str = "patient", therapist: str | None = None,
-                  ) -> pd.DataFrame:
-    """Read the outcomes file (CSV, TSV, Parquet, Excel) and use canonical id columns."""
+                  sep: str | None = None, encoding: str | None = None) -> pd.DataFrame:
+    """Read the outcomes file (any format of :func:`read_alliance`); ids keep their text."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"outcomes file not found: {path}")
-    suffix = p.suffix.lower()
-    if suffix == ".tsv":
-        df = pd.read_csv(p, sep="\t")
-    elif suffix == ".parquet":
-        df = pd.read_parquet(p)
-    elif suffix in (".xlsx", ".xls"):
-        df = pd.read_excel(p)
-    else:
-        df = pd.read_csv(p)
+    df = read_table(p, text_columns=[c for c in (patient, therapist) if c], sep=sep,
+                    encoding=encoding)
     if patient not in df:
         raise AllianceDataError(
             f"The outcomes file {p.name} has no patient column {patient!r} (columns: "
             f"{', '.join(map(str, df.columns))}).")
+    df = df.assign(**{c: keep_id_text(df[c]) for c in (patient, therapist) if c and c in df})
     df = df.rename(columns={patient: "patient"})
     if therapist is not None and therapist in df and therapist != "therapist":
         df = df.rename(columns={therapist: "therapist"})
@@ -41,11 +37,10 @@ def read_outcomes(path: str, patient: str = "patient", therapist: str | None = N
 
 
 def run(args: argparse.Namespace) -> int:
-    from alliancetrack.report.html import write_report  # noqa: PLC0415 - plotting imports only when used
+    from alliancetrack.report.html import REPORT_FILES, write_report  # noqa: PLC0415 - plotting imports only when used
 
     if args.outcomes is None and (args.outcome or args.baseline):
         raise AllianceDataError("--outcome/--baseline need --outcomes FILE.")
-    data = load_data(args)
     outcomes = None
     if args.outcomes is not None:
         outcomes = read_outcomes(args.outcomes, args.patient, args.therapist)
@@ -54,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
                 raise AllianceDataError(
                     f"The outcomes file has no column {col!r} (columns: "
                     f"{', '.join(map(str, outcomes.columns))}).")
+    prepare_output_dir(args.out, REPORT_FILES, args.force, input_paths(args))
+    data = load_data(args)
     paths = write_report(
         data, args.out, outcomes=outcomes, outcome=args.outcome or "bdi_post",
         baseline=args.baseline, methods=args.methods, primary=args.primary,

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from alliancetrack.cli.common import add_data_arguments, load_data
+from alliancetrack.cli.common import add_data_arguments, input_paths, load_data, prepare_output_dir
+
+SUDDEN_FILES = ("sudden_intervals.csv", "sudden_changes.csv", "sudden_summary.csv")
 
 __all__ = ["register", "run"]
 
@@ -27,7 +29,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     >>> _ = sudden.register(parser.add_subparsers(dest="command"))
     >>> args = parser.parse_args(["sudden", "data.csv", "--direction", "increase"])
     >>> args.direction, args.cutoff, args.func is sudden.run
-    ('increase', 7.0, True)
+    ('increase', None, True)
     """
     p = subparsers.add_parser(
         "sudden",
@@ -39,8 +41,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     add_data_arguments(p)
     p.add_argument("--direction", choices=["decrease", "increase"], default="decrease",
                    help="decrease = drops (alliance rupture; symptom gain); default decrease")
-    p.add_argument("--cutoff", type=float, default=7.0,
-                   help="criterion 1: minimum change (default 7; see reliable_change_cutoff)")
+    p.add_argument("--cutoff", type=float, default=None,
+                   help="criterion 1: minimum change (default: the reliable-change cutoff of "
+                   "--scale, or 7, the BDI value, for unscaled data spanning 7 points or more)")
     p.add_argument("--no-crit1", action="store_true", help="switch criterion 1 off")
     p.add_argument("--pct", type=float, default=0.25,
                    help="criterion 2: minimum change relative to the pre score (default 0.25)")
@@ -74,11 +77,13 @@ def run(args: argparse.Namespace) -> int:
     """
     from alliancetrack.detection.sudden import describe_sudden_changes, sudden_changes  # noqa: PLC0415 (scipy)
 
+    if args.out is not None:
+        prepare_output_dir(args.out, SUDDEN_FILES, args.force, input_paths(args))
     data = load_data(args)
     intervals, changes = sudden_changes(
         data,
         direction=args.direction,
-        cutoff=None if args.no_crit1 else args.cutoff,
+        cutoff=None if args.no_crit1 else ("auto" if args.cutoff is None else args.cutoff),
         pct=None if args.no_crit2 else args.pct,
         crit3=not args.no_crit3,
         crit3_adjust=not args.no_adjust,
@@ -101,7 +106,6 @@ def run(args: argparse.Namespace) -> int:
     print(shown.to_string())
     if args.out is not None:
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
         intervals.to_csv(out / "sudden_intervals.csv", index=False)
         changes.to_csv(out / "sudden_changes.csv", index=False)
         summary.to_csv(out / "sudden_summary.csv", index_label="level")

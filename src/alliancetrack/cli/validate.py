@@ -10,7 +10,8 @@ change-point method over a grid of noise SD and dip depth) and writes
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from alliancetrack.cli.common import prepare_output_dir
 
 __all__ = ["register", "run"]
 
@@ -53,6 +54,8 @@ def register(subparsers) -> argparse.ArgumentParser:
         "See docs/validation.md.",
     )
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--force", action="store_true",
+                   help="replace this command's files in a non-empty output folder")
     p.add_argument("--noise", type=_floats, default=[0.1, 0.2, 0.3, 0.45],
                    help="noise SDs, comma-separated (default 0.1,0.2,0.3,0.45)")
     p.add_argument("--depth", type=_floats, default=[0.5, 1.0, 1.5],
@@ -80,8 +83,9 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from alliancetrack.simulation.studies import power_analysis, validation_study  # noqa: PLC0415 (statsmodels)
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output_dir(args.out, ["validation_table.csv", "validation_f1.png",
+                                        "power_table.csv", "power_simulations.csv", "power.png"],
+                             args.force)
     res = validation_study(args.noise, args.depth, n_patients=args.n_patients, n_reps=args.reps,
                            tolerance=args.tolerance, seed=args.seed, n_jobs=args.n_jobs)
     res.table.to_csv(out / "validation_table.csv", index=False)

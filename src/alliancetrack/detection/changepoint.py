@@ -259,7 +259,9 @@ def episodes_from_segments(values, sessions, bkps, *, min_shift: float,
 
     Parameters
     ----------
-    values, sessions : array_like
+    values : array_like
+        The patient's observed scores and their session numbers.
+    sessions : array_like
         The patient's observed scores and their session numbers.
     bkps : list of int
         Breakpoints as ruptures returns them (segment ends; last = ``len(values)``).

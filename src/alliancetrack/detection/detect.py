@@ -12,6 +12,7 @@ from alliancetrack.detection import changepoint, reported, rules, sudden  # noqa
 from alliancetrack.detection.base import DETECTORS, Detector, make_detector
 from alliancetrack.detection.engines import engine_for
 from alliancetrack.detection.rules import DipRecoveryRule
+from alliancetrack.reading.alliance import AllianceData, add_session_dates, as_alliance_data
 
 __all__ = ["detect_episodes", "resolve_detector"]
 
@@ -125,7 +126,11 @@ def detect_episodes(data, method: str = _METHOD, rule: str | DipRecoveryRule = _
             kw["rule"] = rule
         return engine.detect_episodes(data, method=str(method), **kw)
     detector = resolve_detector(method, rule, **options)
+    if isinstance(data, pd.DataFrame) and detector.method not in ("self-report", "observer"):
+        data = as_alliance_data(data)
     episodes = detector.detect(data)
+    if isinstance(data, AllianceData):  # dated sessions: the rupture session's date
+        episodes = add_session_dates(episodes, data)
     # a hint for an episode table without rows, which cannot name its method in a column;
     # episode_predictors never relies on it when the table has rows
     episodes.attrs["method"] = detector.label

@@ -96,7 +96,7 @@ class DipRecoveryRule(Detector):
         Number of previous sessions averaged when ``reference="mean_previous"``.
     threshold : float
         Size of the dip, in ``unit``.
-    unit : {"points", "within_sd", "sample_sd", "max_sd", "rci", "percent"}
+    unit : {"within_sd", "points", "sample_sd", "max_sd", "rci", "percent"}
         Unit of ``threshold``: scale points; the patient's own SD; the sample
         SD; the larger of the two (Gumz et al. 2012); the reliable-change
         threshold 1.96·SD·√(2(1−r)) (Jacobson & Truax 1991); or a percentage

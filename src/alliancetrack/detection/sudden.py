@@ -47,8 +47,9 @@ one, so episodes never overlap.  Only analysed patients (not in
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -225,8 +226,9 @@ class SuddenChangeDetector(Detector):
     name_field: ClassVar[str | None] = "direction"
     checks: ClassVar[dict[str, Check]] = {
         "direction": one_of("decrease", "increase"),
-        "cutoff": Check(lambda v: isinstance(v, int | float) and not isinstance(v, bool)
-                        and v >= 0, "be a non-negative size (direction= sets the sign)",
+        "cutoff": Check(lambda v: v == "auto" or (isinstance(v, int | float)
+                                                  and not isinstance(v, bool) and v >= 0),
+                        "be a non-negative size (direction= sets the sign) or 'auto'",
                         optional=True),
         "pct": number(optional=True),
         "crit3": flag(),
@@ -241,7 +243,7 @@ class SuddenChangeDetector(Detector):
     }
 
     direction: Literal["decrease", "increase"] = "decrease"
-    cutoff: float | None = 7
+    cutoff: float | Literal["auto"] | None = "auto"
     pct: float | None = 0.25
     crit3: bool = True
     crit3_adjust: bool = True
@@ -273,9 +275,10 @@ class SuddenChangeDetector(Detector):
         """The ``intervals`` and ``changes`` tables of :func:`sudden_changes`."""
         from scipy import stats  # noqa: PLC0415 - scipy.stats is imported only when used
 
-        grid = _ScoreGrid.of(data, self.include_excluded, self.session_gaps)
-        crit = _criteria(grid.X, self, stats.t)
-        return _interval_table(grid, crit, self), _change_table(grid, crit, self)
+        det = replace(self, cutoff=_auto_cutoff(data)) if self.cutoff == "auto" else self
+        grid = _ScoreGrid.of(data, det.include_excluded, det.session_gaps)
+        crit = _criteria(grid.X, det, stats.t)
+        return _interval_table(grid, crit, det), _change_table(grid, crit, det)
 
     def detect(self, data: Any) -> pd.DataFrame:
         """Rupture-repair episodes from the sudden changes (see the module notes)."""
@@ -288,10 +291,43 @@ class SuddenChangeDetector(Detector):
 # --------------------------------------------------------------------------- main
 
 
+def _auto_cutoff(ad: AllianceData) -> float:
+    """Criterion 1 when no cutoff was given: the scale's RCI, or 7 for BDI-like data."""
+    scale = ad.scale
+    scores = ad.frame["alliance"].dropna()
+    if scale is not None and "bdi" not in scale.name.lower():
+        if scale.reliability is None:
+            raise ValueError(
+                f"sudden_changes needs cutoff= for scale {scale.name!r}, which has no "
+                "reliability: pass cutoff= (e.g. reliable_change_cutoff(sd, reliability)).")
+        sd = scale.sd
+        if sd is None:
+            first = ad.frame.dropna(subset=["alliance"]).groupby("patient", sort=False).head(1)
+            sd = float(first["alliance"].std(ddof=1)) if len(first) > 1 else float("nan")
+        if not np.isfinite(sd) or sd <= 0:
+            raise ValueError(f"sudden_changes cannot derive a cutoff for scale {scale.name!r} "
+                             "(no SD); pass cutoff=.")
+        value = reliable_change_cutoff(sd, scale.reliability)
+        warnings.warn(
+            f"sudden_changes: cutoff={value:.4g}, the reliable-change cutoff of {scale.name} "
+            f"(1.96*sqrt(2)*SD*sqrt(1-r), SD {sd:.4g}, reliability {scale.reliability:g}); "
+            "pass cutoff= to choose another.", UserWarning, stacklevel=3)
+        return value
+    span = float(scores.max() - scores.min()) if len(scores) else 0.0
+    never = (f" The scores span only {span:g} points, so it can never be met."
+             if span < 7 else "")
+    warnings.warn(
+        "sudden_changes: cutoff=7, the BDI value of Tang & DeRubeis (1999), because no cutoff= "
+        f"was given and the data have no scale.{never} Pass cutoff= for your scale (e.g. "
+        "reliable_change_cutoff(sd, reliability)), or read the data with scale= to use its "
+        "reliable-change cutoff.", UserWarning, stacklevel=3)
+    return 7.0
+
+
 def sudden_changes(
     data: AllianceData | pd.DataFrame,
     direction: Literal["decrease", "increase"] = "decrease",
-    cutoff: float | None = 7,
+    cutoff: float | Literal["auto"] | None = "auto",
     pct: float | None = 0.25,
     crit3: bool = True,
     crit3_adjust: bool = True,
@@ -341,11 +377,15 @@ def sudden_changes(
         ``"decrease"`` finds drops (an alliance rupture; a symptom "sudden
         gain", suddengains' ``identify_sg``); ``"increase"`` finds rises
         (suddengains' ``identify_sl``).
-    cutoff : float or None
+    cutoff : float, "auto" or None
         Criterion 1: minimum absolute change (positive for both directions;
-        see :func:`reliable_change_cutoff`).  The default 7 is the BDI value
-        of Tang & DeRubeis -- choose one for your scale.  None switches the
-        criterion off.
+        see :func:`reliable_change_cutoff`).  ``"auto"`` (default): for data
+        with a non-BDI scale, the reliable-change cutoff
+        ``1.96 * sqrt(2) * SD * sqrt(1 - reliability)`` (Jacobson & Truax
+        1991) from the scale's reliability and SD (the scale's ``sd``, else
+        the SD of the first rated session); for data without a scale, 7 (the
+        BDI value of Tang & DeRubeis).  Either way a warning says which cutoff
+        was used.  None switches the criterion off.
     pct : float or None
         Criterion 2: minimum change relative to the pre-change score.  None
         switches it off.

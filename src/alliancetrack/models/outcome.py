@@ -140,12 +140,29 @@ def _check_unique(df: pd.DataFrame, patient: str, what: str) -> None:
         )
 
 
+def _check_numeric(df: pd.DataFrame, column: str, patient: str) -> None:
+    """A model column must hold numbers: name the patients whose cells hold text."""
+    col = df[column]
+    if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+        return
+    num = pd.to_numeric(col, errors="coerce")
+    bad = col.notna() & num.isna()
+    shown = ", ".join(f"patient {p!r}: {v!r}" for p, v in
+                      zip(df.loc[bad, patient].head(5), col[bad].head(5), strict=True))
+    raise AllianceDataError(
+        f"column {column!r} must hold numbers for the model, but it holds text"
+        + (f" ({shown})" if shown else " (numbers stored as text)")
+        + "; recode it as numbers (e.g. pd.to_numeric) or leave the cell empty."
+    )
+
+
 def _prepare(
     table: pd.DataFrame,
     outcomes: pd.DataFrame,
     needed: Sequence[str],
     groups: str | None,
     patient: str,
+    categorical: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame, str | None, list[str]]:
     """Merge predictors and outcomes; return (data, dropped, groups, notes)."""
     for name, df in (("predictors", table), ("outcomes", outcomes)):
@@ -175,6 +192,8 @@ def _prepare(
         )
     from_pred = [c for c in cols if c in table.columns and c != patient]
     from_out = [c for c in cols if c not in from_pred and c != patient]
+    for c in [c for c in needed if c not in categorical]:
+        _check_numeric(table if c in from_pred else outcomes, c, patient)
     left = table[[patient, *from_pred, *(["status"] if "status" in table.columns else [])]]
     left = left.loc[:, ~left.columns.duplicated()]
     right = outcomes[[patient, *from_out]]
@@ -253,7 +272,9 @@ def outcome_model(
     outcomes : pandas.DataFrame
         One row per patient with the outcome, the baseline score and (usually)
         the therapist.
-    outcome, baseline : str
+    outcome : str
+        Outcome and baseline columns (``baseline=None`` for none).
+    baseline : str
         Outcome and baseline columns (``baseline=None`` for none).
     predictors : sequence of str
         The predictor columns, default ``["n_repaired", "n_unrepaired"]``.
@@ -319,7 +340,8 @@ def outcome_model(
     terms = [predictors] if isinstance(predictors, str) else list(predictors)
     rhs = [*([baseline] if baseline else []), *terms, *covariates]
     needed = [outcome, *rhs]
-    data, dropped, groups, notes = _prepare(table, outcomes, needed, groups, patient)
+    data, dropped, groups, notes = _prepare(table, outcomes, needed, groups, patient,
+                                            categorical=covariates)
     if len(data) <= len(rhs) + 1:
         raise AllianceDataError(
             f"only {len(data)} patient(s) can be analysed for {len(rhs) + 1} coefficients; "
@@ -375,7 +397,9 @@ def group_contrasts(
         (``"no_rupture" | "repaired" | "unrepaired"``).
     outcomes : pandas.DataFrame
         One row per patient: outcome, baseline, therapist.
-    outcome, baseline : str
+    outcome : str
+        Column names (``baseline=None`` for an unadjusted comparison).
+    baseline : str
         Column names (``baseline=None`` for an unadjusted comparison).
     group : str
         Group column of ``predictors``.
@@ -424,7 +448,8 @@ def group_contrasts(
         )
     rhs = [*([baseline] if baseline else []), group, *covariates]
     data, dropped, groups_used, notes = _prepare(
-        predictors, outcomes, [outcome, *rhs], groups, patient
+        predictors, outcomes, [outcome, *rhs], groups, patient,
+        categorical=[group, *covariates]
     )
     data[group] = data[group].astype(str)
     levels = set(data[group])

@@ -154,7 +154,9 @@ def lag_within(
         Long data; one row per patient and session.
     column : str
         Variable to lag.
-    patient, session : str
+    patient : str
+        Id and session-number columns.  Sessions must be numbers.
+    session : str
         Id and session-number columns.  Sessions must be numbers.
     lag : int
         Sessions to go back (negative: forward).

@@ -65,6 +65,9 @@ def _choose_patients(ad: AllianceData, episodes: pd.DataFrame | None, patients, 
     available = list(ad.patients)
     if patients is not None:
         chosen = [patients] if np.isscalar(patients) else list(patients)
+        if not chosen:
+            raise ValueError("patients=[] selects nobody to plot; give patient ids, or leave "
+                             "patients=None for the first 12 analysed patients.")
         have = set(available)
         unknown = [p for p in chosen if p not in have]
         if unknown:

@@ -123,7 +123,8 @@ def plot_power(table: pd.DataFrame, alpha: float = 0.05, target: float = 0.8) ->
     ----------
     table : pandas.DataFrame
         ``PowerResult.table``.
-    alpha, target : float
+    alpha : float
+    target : float
 
     Returns
     -------

@@ -8,7 +8,7 @@ numeric scores, integer sessions and unique patient/session pairs.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,10 +16,20 @@ import numpy as np
 import pandas as pd
 
 from alliancetrack.errors import AllianceDataError
-from alliancetrack.reading.files import read_table
+from alliancetrack.reading.files import load_source
 from alliancetrack.reading.scales import Scale, get_scale
+from alliancetrack.reading.values import (
+    MAX_SESSION,
+    apply_missing_values,
+    as_dates,
+    describe,
+    keep_id_text,
+    missing_hint,
+    normalise_missing,
+    suspect_codes,
+)
 
-__all__ = ["AllianceData", "read_alliance", "as_alliance_data", "CANONICAL"]
+__all__ = ["AllianceData", "read_alliance", "as_alliance_data", "add_session_dates", "CANONICAL"]
 
 #: Canonical column names inside the package.
 CANONICAL = ("patient", "session", "alliance", "therapist", "rater")
@@ -133,9 +143,22 @@ def _where(index: pd.Index, from_file: bool) -> list[str]:
     return [f"row {i!r}" for i in index]
 
 
-def _to_numeric(col: pd.Series, name: str, from_file: bool) -> pd.Series:
+Locator = Callable[[np.ndarray], list[str]]
+
+
+def _locator(index: pd.Index, from_file: bool | Locator) -> Locator:
+    """A function from a row mask to human row references."""
+    if callable(from_file):
+        return from_file
+    return lambda mask: _where(index[np.asarray(mask, dtype=bool)], bool(from_file))
+
+
+def _to_numeric(col: pd.Series, name: str | None, from_file: bool | Locator,
+                hint: str = "") -> pd.Series:
+    where = _locator(col.index, from_file)
+    label = f"Column {name!r}" if name is not None else "The rating columns"
     if pd.api.types.is_bool_dtype(col):
-        raise AllianceDataError(f"Column {name!r} holds true/false values, not numbers.")
+        raise AllianceDataError(f"{label} holds true/false values, not numbers.")
     if pd.api.types.is_numeric_dtype(col):
         return col.astype("float64")
     stripped = col.astype("string").str.strip()
@@ -143,12 +166,13 @@ def _to_numeric(col: pd.Series, name: str, from_file: bool) -> pd.Series:
     num = pd.to_numeric(stripped.mask(blank), errors="coerce")
     bad = num.isna() & ~blank
     if bad.any():
-        rows = _where(col.index[bad.to_numpy()], from_file)
+        rows = where(bad.to_numpy())
         vals = col[bad].astype(str).tolist()
         pairs = [f"{r}: {v!r}" for r, v in zip(rows, vals, strict=True)]
         raise AllianceDataError(
-            f"Column {name!r} has {int(bad.sum())} non-numeric value(s): {_listing(pairs)}. "
-            "Recode them as numbers, or leave the cell empty for a missing rating."
+            f"{label} has {int(bad.sum())} non-numeric value(s): {_listing(pairs)}. "
+            "Recode them as numbers, leave the cell empty for a missing rating, or name "
+            f"missing-value codes with missing_values=[...] (command line: --missing).{hint}"
         )
     return num.astype("float64")
 
@@ -156,8 +180,8 @@ def _to_numeric(col: pd.Series, name: str, from_file: bool) -> pd.Series:
 _TRAILING = re.compile(r"^(.*?)(\d+)$")
 
 
-def _melt_wide(df: pd.DataFrame, patient: str, keep: list[str],
-               session_columns: Sequence[str] | None) -> pd.DataFrame:
+def _wide_sessions(df: pd.DataFrame, patient: str, keep: list[str],
+                   session_columns: Sequence[str] | None) -> tuple[list, dict]:
     if session_columns is None:
         matches = {c: _TRAILING.match(str(c)) for c in df.columns if c not in [patient, *keep]}
         cols = [c for c, m in matches.items() if m]
@@ -174,6 +198,8 @@ def _melt_wide(df: pd.DataFrame, patient: str, keep: list[str],
             )
         sessions = {c: int(matches[c].group(2)) for c in cols}
     else:
+        if isinstance(session_columns, str):
+            raise ValueError("session_columns must be a list of column names, not one string.")
         missing = [c for c in session_columns if c not in df.columns]
         if missing:
             raise AllianceDataError(
@@ -187,10 +213,89 @@ def _melt_wide(df: pd.DataFrame, patient: str, keep: list[str],
             sessions = {c: i + 1 for i, c in enumerate(cols)}
         if len(set(sessions.values())) != len(cols):
             sessions = {c: i + 1 for i, c in enumerate(cols)}
+    big = [c for c, s in sessions.items() if s > MAX_SESSION]
+    if big:
+        raise AllianceDataError(
+            f"Session column(s) {big} end in numbers too large for a session; pass "
+            "session_columns=[...] in session order."
+        )
+    return cols, sessions
+
+
+def _melt_wide(df: pd.DataFrame, patient: str, keep: list[str],
+               session_columns: Sequence[str] | None) -> pd.DataFrame:
+    cols, sessions = _wide_sessions(df, patient, keep, session_columns)
     long = df.melt(id_vars=[patient, *keep], value_vars=cols, var_name="__col",
                    value_name="__score")
     long["__session"] = long["__col"].map(sessions).astype("int64")
-    return long.drop(columns="__col")
+    return long
+
+
+def _wide_locator(long: pd.DataFrame, patient: str) -> Locator:
+    def where(mask: np.ndarray) -> list[str]:
+        m = np.asarray(mask, dtype=bool)
+        return [f"patient {p!r}, column {c!r}"
+                for p, c in zip(long[patient].to_numpy()[m], long["__col"].to_numpy()[m],
+                                strict=True)]
+    return where
+
+
+def _sessions(col: pd.Series, name: str, where: Locator, ordinal: bool,
+              ) -> tuple[pd.Series | None, pd.Series | None]:
+    """Session numbers (bounded, checked) or, for a date column, the dates."""
+    dates = as_dates(col)
+    if dates is not None:
+        return None, dates
+    sess = _to_numeric(col, name, where, hint=" Dates must be ISO text (2024-01-31) or "
+                       "date/datetime values; they are then numbered 1, 2, ... per patient.")
+    v = sess.to_numpy()
+    if not np.isfinite(v).all():
+        raise AllianceDataError(
+            f"Column {name!r} has infinite values in {_listing(where(~np.isfinite(v)))}."
+        )
+    big = np.abs(v) > MAX_SESSION
+    if big.any():
+        raise AllianceDataError(
+            f"Column {name!r} has session numbers too large to be sessions (above 2^53): "
+            f"{_listing(describe(where, v, big))}. Check the column, or name a date column."
+        )
+    if ordinal:
+        bad = (v < 0) | (v != np.floor(v))
+        if bad.any():
+            raise AllianceDataError(
+                f"Column {name!r} must hold session numbers 0, 1, 2, ...; found negative or "
+                f"non-integer values: {_listing(describe(where, v, bad))}. Pass "
+                "ordinal_sessions=False if these are another time code (e.g. weeks)."
+            )
+        return sess.astype("int64"), None
+    return sess, None
+
+
+def _check_scores(vals: np.ndarray, score: str | None, where: Locator, scale_obj: Scale | None,
+                  codes: list | None) -> None:
+    """Out-of-range scores (with a scale) or values that look like missing-value codes."""
+    label = f"column {score!r}" if score is not None else "the rating columns"
+    if scale_obj is not None:
+        oor = (vals < scale_obj.low) | (vals > scale_obj.high)
+        if oor.any():
+            hint = missing_hint(sorted(set(vals[oor].tolist())))
+            raise AllianceDataError(
+                f"{int(oor.sum())} score(s) in {label} lie outside the {scale_obj.name} "
+                f"range {scale_obj.low:g}-{scale_obj.high:g}: {_listing(describe(where, vals, oor))}. "
+                "Check the scoring (sum vs item mean) or pass the right scale. If they are "
+                f"missing-value codes, {hint}."
+            )
+    elif codes is None:
+        flag = suspect_codes(vals)
+        if flag.any():
+            found = sorted(set(vals[flag].tolist()))
+            raise AllianceDataError(
+                f"{label[0].upper() + label[1:]} holds {int(flag.sum())} value(s) that look like "
+                f"missing-value codes, not scores: {_listing(describe(where, vals, flag))}. "
+                f"If they are codes, {missing_hint(found)}. If they are real scores, pass "
+                "scale= (the instrument, checked against its range) or missing_values=[] "
+                "to analyse the values as they are."
+            )
 
 
 def read_alliance(
@@ -207,6 +312,9 @@ def read_alliance(
     session_columns: Sequence[str] | None = None,
     ordinal_sessions: bool = True,
     higher_is_better: bool | None = None,
+    missing_values: Sequence[float | str] | None = None,
+    sep: str | None = None,
+    encoding: str | None = None,
 ) -> AllianceData:
     """Read and validate repeated alliance ratings.
 
@@ -215,12 +323,23 @@ def read_alliance(
     source : DataFrame or path
         Long data (one row per rating) or, with ``wide=True``, one row per
         patient and one column per session.  Paths are read by suffix:
-        ``.csv``, ``.tsv``, ``.parquet``, ``.xlsx``, ``.sav``, ``.dta``.
-    patient, session, score : str
-        Column names of patient id, session number and alliance score.  In
-        wide data ``session`` and ``score`` are not used.
-    therapist, rater : str, optional
-        Column names of therapist id and rater perspective.
+        ``.csv``, ``.txt`` (delimiter sniffed), ``.tsv``, ``.parquet``,
+        ``.xlsx``, ``.xls``, ``.sav``, ``.dta``.
+    patient : str
+        Column of the patient id.  Read from a file, ids keep their text
+        (``"001"`` and ``"01"`` are two patients) unless every id is a plain
+        whole number.
+    session : str
+        Column of the session number, or of the session date (datetime
+        values or ISO text such as ``2024-01-31``): dated ratings are ordered
+        by date within patient and numbered 1, 2, ...; the date is kept in a
+        ``date`` column.  Not used with ``wide=True``.
+    score : str
+        Column of the alliance score.  Not used with ``wide=True``.
+    therapist : str, optional
+        Column of the therapist id.
+    rater : str, optional
+        Column of the rater perspective (e.g. patient / therapist).
     scale : str or Scale, optional
         An instrument from :data:`alliancetrack.SCALES` (``"wai-sr"``,
         ``"srs"``, ...) or a :class:`Scale`; out-of-range scores are an error.
@@ -238,6 +357,16 @@ def read_alliance(
     higher_is_better : bool, optional
         Direction of the scale; by default taken from ``scale`` (True for all
         alliance instruments).
+    missing_values : list of numbers or text, optional
+        Missing-value codes of the score column (e.g. ``[-99, 999]``); they
+        become missing ratings.  Without ``missing_values`` or ``scale``,
+        scores that look like codes (negative sentinels, values far outside
+        the bulk) are an error naming them; ``missing_values=[]`` says there
+        are none.
+    sep : str, optional
+        Delimiter of a CSV/TXT/TSV file; sniffed by default.
+    encoding : str, optional
+        Encoding of a CSV/TXT/TSV file (default UTF-8).
 
     Returns
     -------
@@ -248,33 +377,81 @@ def read_alliance(
     AllianceDataError
         Missing columns, non-numeric scores, missing or invalid session
         numbers, duplicated patient/session(/rater) pairs, out-of-range scores,
-        empty input.
+        values that look like missing-value codes, empty input.
 
     Examples
     --------
     >>> import pandas as pd, alliancetrack as at
     >>> df = pd.DataFrame({"id": [1, 1, 1, 2, 2], "sess": [1, 2, 3, 1, 2],
-    ...                    "wai": [4.0, 3.5, 4.2, 3.0, None]})
-    >>> data = at.read_alliance(df, patient="id", session="sess", score="wai", scale="wai-sr")
+    ...                    "wai": [4.0, 3.5, 4.2, 3.0, -99]})
+    >>> data = at.read_alliance(df, patient="id", session="sess", score="wai", scale="wai-sr",
+    ...                         missing_values=[-99])
     >>> data
     <AllianceData: 2 patients (1 excluded), 4 ratings, 1 missing, wai-sr>
     >>> data.excluded
        patient                                   reason
     0        2  fewer than 3 rated sessions (1 rated)
     """
-    if not isinstance(min_timepoints, (int, np.integer)) or min_timepoints < 1:
+    if not isinstance(min_timepoints, (int, np.integer)) or isinstance(min_timepoints, bool) \
+            or min_timepoints < 1:
         raise ValueError(f"min_timepoints must be a positive integer, got {min_timepoints!r}.")
     scale_obj = get_scale(scale)
-    from_file = not isinstance(source, pd.DataFrame)
-    if from_file:
-        df = read_table(source)
-    else:
-        df = source
-    if len(df) == 0 or len(df.columns) == 0:
-        raise AllianceDataError("The input has no rows; there is nothing to analyse.")
+    codes = normalise_missing(missing_values)
+    df, from_file = load_source(source, "read_alliance", text_columns=[patient, therapist, rater],
+                                sep=sep, encoding=encoding)
     optional = {"therapist": therapist, "rater": rater}
     keep = [c for c in optional.values() if c is not None]
     needed = [patient, *keep] if wide else [patient, session, score, *keep]
+    _require(df, needed, wide, patient)
+    if from_file:
+        df = df.assign(**{c: keep_id_text(df[c]) for c in {patient, *keep}})
+    if wide:
+        if df[patient].duplicated().any():
+            dups = df.loc[df[patient].duplicated(keep=False), patient].unique().tolist()
+            raise AllianceDataError(
+                f"wide=True needs one row per patient; patient(s) {_listing(dups)} appear in "
+                "several rows."
+            )
+        df = _melt_wide(df, patient, keep, session_columns)
+        where, session, score, score_name = _wide_locator(df, patient), "__session", "__score", None
+    else:
+        where, score_name = _locator(df.index, from_file), score
+    out = pd.DataFrame(index=df.index)
+    for role, col in (("patient id", patient), ("session", session), ("rater", rater)):
+        if col is not None and df[col].isna().any():
+            raise AllianceDataError(
+                f"Column {col!r} ({role}) is missing in {_listing(where(df[col].isna().to_numpy()))}."
+                + (" Every rating needs a session number." if role == "session" else "")
+            )
+    out["patient"] = df[patient]
+    sess, dates = _sessions(df[session], session, where, ordinal_sessions)
+    out["session"] = sess if sess is not None else 0
+    out["alliance"] = _to_numeric(apply_missing_values(df[score], codes), score_name, where)
+    vals = out["alliance"].to_numpy()
+    if np.isinf(vals).any():
+        raise AllianceDataError(
+            f"{'Column ' + repr(score_name) if score_name else 'The rating columns'} has infinite "
+            f"values in {_listing(where(np.isinf(vals)))}."
+        )
+    if therapist is not None:
+        out["therapist"] = df[therapist]
+    if rater is not None:
+        out["rater"] = df[rater]
+    _check_scores(vals, score_name, where, scale_obj, codes)
+    if dates is not None:
+        out["date"] = dates.to_numpy()
+        out["session"] = _number_dates(out, patient)
+    keys = ["patient", "session"] + (["rater"] if rater is not None else [])
+    out = _sorted(out, keys, patient)
+    _duplicates(out, keys, rater is not None)
+    if higher_is_better is None:
+        higher_is_better = scale_obj.higher_is_better if scale_obj is not None else True
+    out = out.reset_index(drop=True)
+    patients = pd.Index(out["patient"].unique(), name="patient")
+    return _finish(out, scale_obj, patients, int(min_timepoints), bool(higher_is_better), {})
+
+
+def _require(df: pd.DataFrame, needed: list, wide: bool, patient: str) -> None:
     missing = [c for c in needed if c not in df.columns]
     if missing:
         hint = ""
@@ -285,97 +462,36 @@ def read_alliance(
             f"Name the right ones with patient=, session=, score=, therapist=, rater= (on the command "
             f"line: --patient, --session, --score, --therapist, --rater).{hint}"
         )
-    if wide:
-        if df[patient].duplicated().any():
-            dups = df.loc[df[patient].duplicated(keep=False), patient].unique().tolist()
-            raise AllianceDataError(
-                f"wide=True needs one row per patient; patient(s) {_listing(dups)} appear in "
-                "several rows."
-            )
-        df = _melt_wide(df, patient, keep, session_columns)
-        session, score = "__session", "__score"
-        from_file = False
-    out = pd.DataFrame(index=df.index)
-    pid = df[patient]
-    if pid.isna().any():
+
+
+def _number_dates(out: pd.DataFrame, patient: str) -> pd.Series:
+    """Sessions 1, 2, ... per patient in date order (raters on one date share a session)."""
+    try:
+        ranks = out.groupby("patient", sort=False)["date"].rank(method="dense")
+    except TypeError as exc:
         raise AllianceDataError(
-            f"Column {patient!r} (patient id) is missing in "
-            f"{_listing(_where(df.index[pid.isna().to_numpy()], from_file))}."
-        )
-    out["patient"] = pid
-    sess = df[session]
-    if sess.isna().any():
-        raise AllianceDataError(
-            f"Column {session!r} (session) is missing in "
-            f"{_listing(_where(df.index[sess.isna().to_numpy()], from_file))}. Every rating "
-            "needs a session number."
-        )
-    sess = _to_numeric(sess, session, from_file)
-    if not np.isfinite(sess.to_numpy()).all():
-        bad = ~np.isfinite(sess.to_numpy())
-        raise AllianceDataError(
-            f"Column {session!r} has infinite values in {_listing(_where(df.index[bad], from_file))}."
-        )
-    if ordinal_sessions:
-        bad = (sess < 0) | (sess != np.floor(sess))
-        if bad.any():
-            pairs = [f"{r}: {v:g}" for r, v in zip(_where(df.index[bad.to_numpy()], from_file),
-                                                  sess[bad], strict=True)]
-            raise AllianceDataError(
-                f"Column {session!r} must hold session numbers 0, 1, 2, ...; found negative or "
-                f"non-integer values: {_listing(pairs)}. Pass ordinal_sessions=False if these "
-                "are another time code (e.g. weeks)."
-            )
-    out["session"] = sess.astype("int64") if ordinal_sessions else sess
-    out["alliance"] = _to_numeric(df[score], score, from_file)
-    vals = out["alliance"].to_numpy()
-    infinite = np.isinf(vals)
-    if infinite.any():
-        raise AllianceDataError(
-            f"Column {score!r} has infinite values in "
-            f"{_listing(_where(df.index[infinite], from_file))}."
-        )
-    if therapist is not None:
-        out["therapist"] = df[therapist]
-    if rater is not None:
-        if df[rater].isna().any():
-            raise AllianceDataError(
-                f"Column {rater!r} (rater) is missing in "
-                f"{_listing(_where(df.index[df[rater].isna().to_numpy()], from_file))}."
-            )
-        out["rater"] = df[rater]
-    if scale_obj is not None:
-        oor = (vals < scale_obj.low) | (vals > scale_obj.high)
-        if oor.any():
-            pairs = [f"{r}: {v:g}" for r, v in zip(_where(df.index[oor], from_file), vals[oor],
-                                                  strict=True)]
-            raise AllianceDataError(
-                f"{int(oor.sum())} score(s) in column {score!r} lie outside the {scale_obj.name} "
-                f"range {scale_obj.low:g}-{scale_obj.high:g}: {_listing(pairs)}. Check the "
-                "scoring (sum vs item mean) or pass the right scale."
-            )
-    keys = ["patient", "session"] + (["rater"] if rater is not None else [])
-    out = _sorted(out, keys, patient)
+            f"Patient ids in column {patient!r} mix types and cannot be grouped.") from exc
+    return ranks.astype("int64")
+
+
+def _duplicates(out: pd.DataFrame, keys: list[str], has_rater: bool) -> None:
     dup = _adjacent_duplicates(out, keys)
-    if dup.any():
-        d = out.loc[dup, keys].drop_duplicates()
-        listed = [
-            "(" + ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
-                            for k, v in zip(keys, row, strict=True)) + ")"
-            for row in d.itertuples(index=False)
-        ]
-        raise AllianceDataError(
-            f"{len(d)} duplicated {'/'.join(keys)} combination(s): {_listing(listed)}. "
-            "Each patient may have one rating per session"
-            + (" and rater" if rater is not None else "")
-            + "; remove or average the duplicates first."
-            + ("" if rater is not None else " If several raters rated a session, pass rater=.")
-        )
-    if higher_is_better is None:
-        higher_is_better = scale_obj.higher_is_better if scale_obj is not None else True
-    out = out.reset_index(drop=True)
-    patients = pd.Index(out["patient"].unique(), name="patient")
-    return _finish(out, scale_obj, patients, int(min_timepoints), bool(higher_is_better), {})
+    if not dup.any():
+        return
+    shown = keys + (["date"] if "date" in out else [])
+    d = out.loc[dup, shown].drop_duplicates()
+    listed = [
+        "(" + ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
+                        for k, v in zip(shown, row, strict=True)) + ")"
+        for row in d.itertuples(index=False)
+    ]
+    raise AllianceDataError(
+        f"{len(d)} duplicated {'/'.join(keys)} combination(s): {_listing(listed)}. "
+        "Each patient may have one rating per session"
+        + (" and rater" if has_rater else "")
+        + "; remove or average the duplicates first."
+        + ("" if has_rater else " If several raters rated a session, pass rater=.")
+    )
 
 
 def _sorted(out: pd.DataFrame, keys: list[str], patient: str) -> pd.DataFrame:
@@ -505,3 +621,32 @@ def as_alliance_data(data, *, scale: str | Scale | None = None) -> AllianceData:
         "Expected an AllianceData (from alliancetrack.read_alliance) or a long DataFrame with "
         f"columns patient, session, alliance; got {type(data).__name__}."
     )
+
+
+def add_session_dates(episodes: pd.DataFrame, data: AllianceData) -> pd.DataFrame:
+    """Add ``date`` (the date of the rupture session) to an episode table of dated data.
+
+    Data read with a date ``session`` column carry a ``date`` column in
+    ``.frame``; their episode tables get the date of each rupture session.
+    Other tables are returned unchanged.
+
+    Examples
+    --------
+    >>> import pandas as pd, alliancetrack as at
+    >>> df = pd.DataFrame({"patient": 1, "session": ["2024-01-03", "2024-01-10"],
+    ...                    "alliance": [4.0, 3.0]})
+    >>> d = at.read_alliance(df, min_timepoints=2)
+    >>> ep = pd.DataFrame({"patient": [1], "rupture_session": [2]})
+    >>> add_session_dates(ep, d)["date"].dt.strftime("%Y-%m-%d").tolist()
+    ['2024-01-10']
+    """
+    if "date" not in data.frame or "rupture_session" not in episodes or "date" in episodes:
+        return episodes
+    lookup = data.frame.drop_duplicates(["patient", "session"]).set_index(
+        ["patient", "session"])["date"]
+    keys = pd.MultiIndex.from_arrays([episodes["patient"], episodes["rupture_session"]])
+    out = episodes.copy()
+    out.insert(out.columns.get_loc("rupture_session") + 1, "date",
+               lookup.reindex(keys).to_numpy())
+    out.attrs = dict(episodes.attrs)
+    return out

@@ -29,8 +29,15 @@ import pandas as pd
 
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.reading.alliance import AllianceData, _listing, _to_numeric, _where
-from alliancetrack.reading.files import read_table
+from alliancetrack.reading.files import load_source
 from alliancetrack.reading.strategies import drop_strategy_only, strategy_rows, strategy_table
+from alliancetrack.reading.values import (
+    MAX_SESSION,
+    apply_missing_values,
+    keep_id_text,
+    missing_hint,
+    normalise_missing,
+)
 
 __all__ = ["PSQData", "ObserverData", "read_psq", "read_3rs", "PSQ_ITEMS"]
 
@@ -43,11 +50,17 @@ _TYPES = {"withdrawal": "withdrawal", "w": "withdrawal", "confrontation": "confr
 
 # --------------------------------------------------------------------------- validation helpers
 
-def _load(source) -> tuple[pd.DataFrame, bool]:
-    from_file = not isinstance(source, pd.DataFrame)
-    df = read_table(source) if from_file else source
-    if len(df) == 0 or len(df.columns) == 0:
-        raise AllianceDataError("The input has no rows; there is nothing to analyse.")
+def _load(source, what: str = "read_psq", ids: Sequence[str | None] = (),
+          items: Sequence[str | None] = (), missing_values=None) -> tuple[pd.DataFrame, bool]:
+    """The input as a DataFrame: ids keep their text, named missing-value codes become NaN."""
+    codes = normalise_missing(missing_values)
+    df, from_file = load_source(source, what, text_columns=ids)
+    present = [c for c in ids if c is not None and c in df.columns]
+    if from_file and present:
+        df = df.assign(**{c: keep_id_text(df[c]) for c in present})
+    cols = [c for c in items if c is not None and c in df.columns]
+    if codes and cols:
+        df = df.assign(**{c: apply_missing_values(df[c], codes) for c in cols})
     return df, from_file
 
 
@@ -83,7 +96,7 @@ def _ids(df: pd.DataFrame, patient: str, session: str, from_file: bool) -> pd.Da
     out["patient"] = df[patient]
     sess = _to_numeric(df[session], session, from_file)
     bad = ~np.isfinite(sess.to_numpy()) | (sess.to_numpy() < 0) | \
-        (sess.to_numpy() != np.floor(sess.to_numpy()))
+        (sess.to_numpy() != np.floor(sess.to_numpy())) | (np.abs(sess.to_numpy()) > MAX_SESSION)
     if bad.any():
         raise AllianceDataError(
             f"Column {session!r} must hold session numbers 0, 1, 2, ...; found "
@@ -102,7 +115,8 @@ def _rating(col: pd.Series, name: str, from_file: bool, low: float = 1,
     if bad.any():
         raise AllianceDataError(
             f"Column {name!r} holds {int(bad.sum())} rating(s) outside {low:g}-{high:g}: "
-            f"{_pairs(col, bad, from_file)}."
+            f"{_pairs(col, bad, from_file)}. If they are missing-value codes, "
+            f"{missing_hint(sorted(set(v[bad].tolist())))}."
         )
     return num
 
@@ -314,6 +328,7 @@ def read_psq(
     therapist: str | None = None,
     tension_format: str | None = None,
     patients: Sequence | AllianceData | None = None,
+    missing_values: Sequence[float | str] | None = None,
 ) -> PSQData:
     """Read and validate Post-Session Questionnaire (PSQ) rupture items.
 
@@ -340,14 +355,33 @@ def read_psq(
     ----------
     source : DataFrame or path
         Read by suffix like :func:`alliancetrack.read_alliance`.
-    patient, session, rater, therapist : str
+    patient : str
         Column names (``rater`` and ``therapist`` optional).
-    tension, tension_intensity, withdrawal, withdrawal_intensity, addressed, resolved : str or None
+    session : str
+        Column names (``rater`` and ``therapist`` optional).
+    rater : str
+        Column names (``rater`` and ``therapist`` optional).
+    therapist : str
+        Column names (``rater`` and ``therapist`` optional).
+    tension : str or None
         Column names of the items.
-    tension_format : {"yes/no", "rating"}, optional
-        How the tension item was answered; guessed from the values by default
+    tension_intensity : str or None
+        Column names of the items.
+    withdrawal : str or None
+        Column names of the items.
+    withdrawal_intensity : str or None
+        Column names of the items.
+    addressed : str or None
+        Column names of the items.
+    resolved : str or None
+        Column names of the items.
+    tension_format : str, optional
+        How the tension item was answered, ``"yes/no"`` or ``"rating"``; guessed from the values by default
         (bool, yes/no words or 0/1 with some 0s mean yes/no; 1-5 values a
         rating; a column of only 1s is ambiguous and must be named).
+    missing_values : list of numbers or text, optional
+        Missing-value codes of the item columns (e.g. ``[-9, 99]``); they
+        become missing answers.
     patients : list or AllianceData, optional
         Every patient of the study.  Patients without any answered
         questionnaire are listed in ``.excluded`` (reason ``"no PSQ
@@ -386,9 +420,10 @@ def read_psq(
         raise AllianceDataError("read_psq needs the tension or the withdrawal item (or both).")
     if tension_format not in (None, "yes/no", "rating"):
         raise ValueError(f"tension_format must be 'yes/no' or 'rating', got {tension_format!r}.")
-    df, from_file = _load(source)
     items = dict(zip(PSQ_ITEMS, (tension, tension_intensity, withdrawal, withdrawal_intensity,
                                   addressed, resolved), strict=True))
+    df, from_file = _load(source, "read_psq", (patient, rater, therapist), list(items.values()),
+                          missing_values)
     _require_columns(df, {"patient": patient, "session": session, "rater": rater,
                           "therapist": therapist, **items}, "read_psq")
     out = _ids(df, patient, session, from_file)
@@ -492,6 +527,7 @@ def read_3rs(
     patients: Sequence | AllianceData | None = None,
     strategy: str | None = None,
     strategy_significance: str | None = None,
+    missing_values: Sequence[float | str] | None = None,
 ) -> ObserverData:
     """Read and validate Rupture Resolution Rating System (3RS) codes.
 
@@ -519,7 +555,28 @@ def read_3rs(
     Parameters
     ----------
     source : DataFrame or path
-    patient, session, segment, marker_type, marker, significance, resolution, therapist : str
+    patient : str
+        Column names (``segment``, ``marker``, ``resolution``, ``therapist``
+        optional).
+    session : str
+        Column names (``segment``, ``marker``, ``resolution``, ``therapist``
+        optional).
+    segment : str
+        Column names (``segment``, ``marker``, ``resolution``, ``therapist``
+        optional).
+    marker_type : str
+        Column names (``segment``, ``marker``, ``resolution``, ``therapist``
+        optional).
+    marker : str
+        Column names (``segment``, ``marker``, ``resolution``, ``therapist``
+        optional).
+    significance : str
+        Column names (``segment``, ``marker``, ``resolution``, ``therapist``
+        optional).
+    resolution : str
+        Column names (``segment``, ``marker``, ``resolution``, ``therapist``
+        optional).
+    therapist : str
         Column names (``segment``, ``marker``, ``resolution``, ``therapist``
         optional).
     patients : list or AllianceData, optional
@@ -527,6 +584,9 @@ def read_3rs(
         ``.excluded`` (reason ``"no coded session"``).
     strategy, strategy_significance : str, optional
         Columns of the resolution strategies and their rating (``.strategies``).
+    missing_values : list of numbers or text, optional
+        Missing-value codes of ``significance`` and ``resolution`` (e.g.
+        ``[-9]``); they become missing ratings.
 
     Returns
     -------
@@ -554,7 +614,8 @@ def read_3rs(
     0        1        2           2          3         3.0
     1        1        5           1          0         NaN
     """
-    df, from_file = _load(source)
+    df, from_file = _load(source, "read_3rs", (patient, therapist),
+                          (significance, resolution), missing_values)
     _require_columns(df, {"patient": patient, "session": session, "segment": segment,
                           "marker_type": marker_type, "marker": marker,
                           "significance": significance, "resolution": resolution,

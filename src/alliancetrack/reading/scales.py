@@ -23,7 +23,10 @@ class Scale:
     ----------
     name : str
         Instrument name, e.g. ``"wai-sr"``.
-    low, high : float
+    low : float
+        Lowest and highest possible score (inclusive).  Scores outside the
+        range are rejected by :func:`alliancetrack.read_alliance`.
+    high : float
         Lowest and highest possible score (inclusive).  Scores outside the
         range are rejected by :func:`alliancetrack.read_alliance`.
     reliability : float, optional

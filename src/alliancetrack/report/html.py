@@ -10,35 +10,42 @@ files) together with the CSV tables it shows.
 from __future__ import annotations
 
 import base64
-import html
 import io
 import math
 import sys
-import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+import jinja2
+import markupsafe
 import numpy as np
 import pandas as pd
 
-from alliancetrack._version import __version__
 from alliancetrack.agreement.compare import compare_episodes
 from alliancetrack.detection.detect import detect_episodes
 from alliancetrack.detection.rules import PRESETS
 from alliancetrack.predictors import episode_predictors
 from alliancetrack.reading.alliance import AllianceData, as_alliance_data
 
-__all__ = ["write_report", "Progress", "format_value"]
+__all__ = ["write_report", "Progress", "format_value", "REPORT_FILES"]
 
 CHANGEPOINT = "changepoint"
 
+#: Every file :func:`write_report` may write, relative to its folder (stale ones are removed).
+REPORT_FILES = (
+    "report.html", "data_summary.csv", "excluded.csv", "episodes.csv", "episode_counts.csv",
+    "agreement.csv", "predictors.csv", "predictor_groups.csv", "predictors_primary.csv",
+    "model.csv", "model_dropped.csv", "figures/trajectories.png", "figures/cohort.png",
+    "figures/episode_summary.png", "figures/coefficients.png",
+)
+
 
 class Progress:
-    """A plain-text progress bar on standard error.
+    """A progress bar on standard error (tqdm), drawn only on a terminal.
 
-    Drawn only when ``enabled`` and the stream is a terminal, so logs and
-    pipes stay clean.
+    Logs and pipes stay clean: when ``enabled`` is False or the stream is not
+    a terminal nothing is written.
 
     Examples
     --------
@@ -49,31 +56,23 @@ class Progress:
     ''
     """
 
-    def __init__(self, total: int, enabled: bool = True, stream=None, width: int = 28):
-        self.total = max(1, int(total))
+    def __init__(self, total: int, enabled: bool = True, stream=None):
+        from tqdm.auto import tqdm  # noqa: PLC0415 - only when a report is written
+
         self.stream = sys.stderr if stream is None else stream
         isatty = getattr(self.stream, "isatty", lambda: False)
         self.enabled = bool(enabled) and bool(isatty())
-        self.width = width
-        self.count = 0
-        self.start = time.monotonic()
+        self._bar = tqdm(total=max(1, int(total)), file=self.stream, disable=not self.enabled,
+                         leave=True, dynamic_ncols=True, unit="step")
 
     def step(self, label: str) -> None:
         """Advance by one step, showing ``label``."""
-        self.count = min(self.count + 1, self.total)
-        if not self.enabled:
-            return
-        filled = round(self.width * self.count / self.total)
-        bar = "#" * filled + "-" * (self.width - filled)
-        elapsed = time.monotonic() - self.start
-        self.stream.write(f"\r[{bar}] {self.count}/{self.total} {elapsed:5.1f}s {label[:40]:<40}")
-        self.stream.flush()
+        self._bar.set_description_str(label[:40], refresh=False)
+        self._bar.update(1)
 
     def done(self) -> None:
-        """Finish the line."""
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
+        """Finish the bar."""
+        self._bar.close()
 
 
 def format_value(value) -> str:
@@ -102,19 +101,16 @@ def format_value(value) -> str:
     return str(value)
 
 
-def _html_table(df: pd.DataFrame, name: str, max_rows: int | None = None) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    rows = []
-    for rec in df.itertuples(index=False):
-        cells = "".join(f"<td>{html.escape(format_value(v))}</td>" for v in rec)
-        rows.append(f"<tr>{cells}</tr>")
-    note = ""
-    if max_rows is not None and len(rows) > max_rows:
-        note = (f'<p class="note">First {max_rows} of {len(rows)} rows shown; all rows are '
-                f"in <code>{name}.csv</code>.</p>")
-        rows = rows[:max_rows]
-    return (f'<div class="scroll"><table class="data" id="table-{name}" data-csv="{name}.csv">'
-            f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>{note}")
+def _table(df: pd.DataFrame, name: str, max_rows: int | None = None) -> dict:
+    """A table for the template: name, column names, formatted cells, total rows."""
+    rows = [[format_value(v) for v in rec] for rec in df.itertuples(index=False)]
+    return {"name": name, "columns": [str(c) for c in df.columns],
+            "rows": rows if max_rows is None else rows[:max_rows], "total": len(rows)}
+
+
+def _html_table(df: pd.DataFrame, name: str) -> str:
+    """A table as HTML (the template's table macro), for sections built in Python."""
+    return _TABLE.render(t=_table(df, name))
 
 
 def _figure_png(plot, path: Path, dpi: int = 150) -> str:
@@ -129,18 +125,14 @@ def _figure_png(plot, path: Path, dpi: int = 150) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;
-margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
-h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
-div.scroll{overflow-x:auto;max-width:100%}
-table.data{border-collapse:collapse;font-size:.85em;margin:.6em 0}
-table.data th,table.data td{border:1px solid #ddd;padding:.25em .5em;text-align:right}
-table.data th{background:#f3f3f3}table.data td:first-child,table.data th:first-child{text-align:left}
-figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}
-figcaption{font-size:.9em;color:#444}.note{font-size:.85em;color:#555}
-nav a{margin-right:1em}details{margin:.5em 0}code{background:#f5f5f5;padding:0 .2em}
-"""
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("alliancetrack.report", "templates"),
+    autoescape=jinja2.select_autoescape(["html", "html.j2"], default=True),
+    trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
+)
+
+
+_TABLE = _TEMPLATES.from_string('{% from "macros.html.j2" import table %}{{ table(t) }}')
 
 
 def _method_names(methods: Sequence[str] | None) -> list[str]:
@@ -227,6 +219,71 @@ def _trajectory_patients(pred: pd.DataFrame, k: int = 12, seed: int = 1) -> list
     return sorted(chosen, key=order.get)
 
 
+def _model_problem(pred: pd.DataFrame, oc: pd.DataFrame, outcome: str,
+                   baseline: str | None) -> str | None:
+    """Why the outcome model cannot be fitted (a constant predictor, too few patients), or None."""
+    cols = [*([baseline] if baseline else []), "n_repaired", "n_unrepaired"]
+    left = pred.loc[pred["status"] == "analysed", ["patient", "n_repaired", "n_unrepaired"]]
+    right = oc[["patient", *[c for c in (outcome, baseline) if c]]]
+    m = left.merge(right, on="patient").dropna(subset=[outcome, *cols])
+    if len(m) <= len(cols) + 1:
+        return (f"only {len(m)} analysed patient(s) have {outcome!r}"
+                + (f" and {baseline!r}" if baseline else "")
+                + f", too few for {len(cols) + 1} coefficients.")
+    for c in cols:
+        values = m[c].unique()
+        if len(values) == 1:
+            return (f"column {c!r} has the same value ({format_value(values[0])}) for every "
+                    f"patient in the model, so its effect cannot be estimated.")
+    return None
+
+
+def _model_section(pred: pd.DataFrame, oc: pd.DataFrame, outcome: str, baseline: str | None,
+                   save) -> tuple[dict, object, dict]:
+    """The outcome model for the template: the fit, or the reason why there is none."""
+    from alliancetrack.models.outcome import outcome_model  # noqa: PLC0415
+
+    problem = _model_problem(pred, oc, outcome, baseline)
+    fit = None
+    if problem is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fit = outcome_model(pred, oc, outcome=outcome, baseline=baseline,
+                                    groups="therapist" if "therapist" in oc else None)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            problem = " ".join(str(exc).split())
+    if fit is None:
+        return {"problem": problem}, None, {}
+    coefs, dropped = fit.coefs.copy(), fit.dropped.copy()
+    save("model", coefs)
+    save("model_dropped", dropped)
+    notes = [str(n) for n in getattr(fit, "notes", [])]
+    if getattr(fit.fit, "singular", False):
+        notes.insert(0, "Singular fit: a variance component (therapist) is estimated at zero "
+                     "or its correlations at +-1; the clustering adds nothing and the "
+                     "standard errors rest on the boundary estimate.")
+    methods = fit.fit.methods_text() if hasattr(fit.fit, "methods_text") else None
+    model = {"problem": None, "kind": str(getattr(fit, "model", "")), "outcome": outcome,
+             "baseline": baseline, "n": fit.n, "notes": notes, "methods": methods}
+    return model, fit, {"model": _table(coefs, "model"),
+                        "model_dropped": _table(dropped, "model_dropped")}
+
+
+def _summary_text(data: AllianceData) -> str:
+    """One readable line about the data, for the page header."""
+    f = data.frame
+    n_rated = int(f["alliance"].notna().sum())
+    text = (f"{len(data.patients)} patients ({len(data.analysed_patients)} analysed, "
+            f"{len(data.excluded)} excluded), {n_rated} ratings and "
+            f"{int(f['alliance'].isna().sum())} missing, "
+            + (f"scale {data.scale.name}" if data.scale is not None else "no scale given"))
+    if "date" in f and f["date"].notna().any():
+        text += (f", sessions dated {f['date'].min():%Y-%m-%d} to "
+                 f"{f['date'].max():%Y-%m-%d}")
+    return text
+
+
 def write_report(
     data,
     out: str | Path,
@@ -254,7 +311,9 @@ def write_report(
         One row per patient with ``patient``, the outcome, the baseline and
         (for a mixed model) ``therapist``.  Without it, the model section says
         that no outcomes were given.
-    outcome, baseline : str
+    outcome : str
+        Outcome and baseline columns of ``outcomes``.
+    baseline : str
         Outcome and baseline columns of ``outcomes``.
     methods : sequence of str, optional
         Rule presets and/or ``"changepoint"``; default every preset and
@@ -290,40 +349,96 @@ def write_report(
     >>> paths["report"].name, sorted(paths)[:3]
     ('report.html', ['agreement', 'data_summary', 'episode_counts'])
     """
-    from alliancetrack.models.outcome import outcome_model  # noqa: PLC0415
-    from alliancetrack.plotting.trajectories import (  # noqa: PLC0415
-        plot_coefficients,
-        plot_cohort,
-        plot_episode_summary,
-        plot_trajectories,
-    )
-
     data = as_alliance_data(data)
     names = _method_names(methods)
-    if primary not in names:
-        primary = names[0]
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out={str(out)!r} is a file; write_report needs a folder.")
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    n_steps = len(names) + 3 + 4 + (1 if outcomes is not None else 0)
-    bar = Progress(n_steps, enabled=progress)
+    for name in REPORT_FILES:  # a previous run's files must not sit beside this report
+        if (out / name).is_file():
+            (out / name).unlink()
+    bar = Progress(len(names) + 3 + 4 + (1 if outcomes is not None else 0), enabled=progress)
     written: dict[str, Path] = {}
+    tables: dict[str, dict] = {}
 
     def save(name: str, df: pd.DataFrame) -> None:
         path = out / f"{name}.csv"
         df.to_csv(path, index=False)
         written[name] = path
+        tables[name] = _table(df, name)
 
-    # -- data summary
-    summary = _data_summary(data)
-    excluded = data.excluded.copy()
-    save("data_summary", summary)
-    save("excluded", excluded)
+    save("data_summary", _data_summary(data))
+    save("excluded", data.excluded.copy())
+    try:
+        episodes, skipped, label_of = _detect_all(data, names, methods is not None, bar)
+    except ValueError:
+        bar.done()
+        raise
+    if not episodes:
+        bar.done()
+        raise ValueError("no detection method could run: " + "; ".join(skipped))
+    primary_label = label_of.get(primary, next(iter(episodes)))
+    all_ep = pd.concat(list(episodes.values()), ignore_index=True)
+    save("episodes", all_ep)
+    save("episode_counts", _episode_counts(episodes))
+    bar.step("agreement between methods")
+    save("agreement", _agreement(episodes, data, tolerance))
+    bar.step("per-patient predictors")
+    pred = _predictor_tables(data, episodes, primary_label, save)
 
-    # -- episodes
+    model, fit = None, None
+    if outcomes is not None:
+        bar.step("outcome model")
+        oc = outcomes.copy()
+        if "therapist" not in oc and "therapist" in data.frame:
+            th = data.frame.drop_duplicates("patient").set_index("patient")["therapist"]
+            oc["therapist"] = oc["patient"].map(th)
+        model, fit, model_tables = _model_section(pred, oc, outcome, baseline, save)
+        tables.update(model_tables)
+    figures, notes = _figures(data, episodes[primary_label], all_ep, pred, fit, primary_label,
+                              out, bar, written)
+    strategies = None
+    sections = list(_SECTIONS)
+    if strategy_codes is not None:
+        from alliancetrack.report.strategies import strategy_section  # noqa: PLC0415
+
+        def figure(name: str, plot, caption: str) -> None:
+            path = out / "figures" / f"{name}.png"
+            figures.append({"name": name, "png": _figure_png(plot, path), "caption": caption})
+            written[f"figure_{name}"] = path
+
+        strategies = markupsafe.Markup(strategy_section(
+            strategy_codes, data, strategy_window, save, _html_table, figure))
+        sections.insert(-1, ("strategies", "Repair strategies"))
+    from alliancetrack import __version__  # noqa: PLC0415
+
+    page = _TEMPLATES.get_template("report.html.j2").render(
+        title=title, css=_TEMPLATES.get_template("report.css").render(), version=__version__,
+        summary_text=_summary_text(data), sections=sections, tables=tables, skipped=skipped,
+        strategies=strategies,
+        tolerance=f"{tolerance:g}", primary_label=primary_label, model=model,
+        figures=figures, figure_notes=notes)
+    bar.step("writing report.html")
+    written["report"] = out / "report.html"
+    written["report"].write_text(page, encoding="utf-8")
+    bar.done()
+    return written
+
+
+_SECTIONS = [("data-summary", "Data summary"), ("episodes", "Episodes per method"),
+             ("agreement", "Agreement between methods"),
+             ("predictors", "Per-patient predictors"), ("model", "Outcome model"),
+             ("figures", "Figures")]
+
+
+def _detect_all(data: AllianceData, names: list[str], strict: bool, bar: Progress,
+                ) -> tuple[dict[str, pd.DataFrame], list[str], dict[str, str]]:
+    """Episodes of every method; a preset that cannot run is skipped (unless asked for)."""
     episodes: dict[str, pd.DataFrame] = {}
     skipped: list[str] = []
     label_of: dict[str, str] = {}
-    for m in list(names):
+    for m in names:
         bar.step(f"detecting: {m}")
         try:
             if m == CHANGEPOINT:
@@ -331,94 +446,59 @@ def write_report(
             else:
                 ep = detect_episodes(data, method="rules", rule=m)
         except ValueError as exc:  # e.g. rci without a scale reliability
-            if methods is not None:
-                bar.done()
+            if strict:
                 raise
             skipped.append(f"{m}: {exc}")
-            names.remove(m)
             continue
         ep.attrs = {}
         label = f"rules:{m}" if m != CHANGEPOINT else "changepoint:l2"
         label_of[m] = label
         episodes[label] = ep
-    if primary not in names:
-        primary = names[0]
-    labels = list(episodes)
-    primary_label = label_of[primary]
-    all_ep = pd.concat(list(episodes.values()), ignore_index=True)
-    save("episodes", all_ep)
-    counts = _episode_counts(episodes)
-    save("episode_counts", counts)
+    return episodes, skipped, label_of
 
-    bar.step("agreement between methods")
-    agreement = _agreement(episodes, data, tolerance)
-    save("agreement", agreement)
 
-    # -- predictors
-    bar.step("per-patient predictors")
+def _predictor_tables(data: AllianceData, episodes: dict[str, pd.DataFrame], primary_label: str,
+                      save) -> pd.DataFrame:
+    """Predictors of every method and their group sizes; returns the primary's predictors."""
     preds = {lab: episode_predictors(data, ep) for lab, ep in episodes.items()}
     for lab, p in preds.items():
         p["method"] = lab
     predictors = pd.concat(list(preds.values()), ignore_index=True)
     save("predictors", predictors)
-    pred = preds[primary_label]
     group_counts = (
         predictors.assign(group=predictors["group"].astype(object).fillna("excluded"))
         .groupby(["method", "group"], sort=False).size().unstack(fill_value=0)
         .reindex(columns=["no_rupture", "repaired", "unrepaired", "excluded"], fill_value=0)
-        .reindex(labels).reset_index()
+        .reindex(list(episodes)).reset_index()
     )
     group_counts.columns.name = None
     save("predictor_groups", group_counts)
+    save("predictors_primary", preds[primary_label])
+    return preds[primary_label]
 
-    # -- model
-    model_html = ("<p>No outcomes were given (<code>--outcomes FILE --outcome COL "
-                  "--baseline COL</code>), so no outcome model was fitted.</p>")
-    fit = None
-    if outcomes is not None:
-        bar.step("outcome model")
-        oc = outcomes.copy()
-        if "therapist" not in oc and "therapist" in data.frame:
-            th = data.frame.drop_duplicates("patient").set_index("patient")["therapist"]
-            oc["therapist"] = oc["patient"].map(th)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fit = outcome_model(pred, oc, outcome=outcome, baseline=baseline,
-                                groups="therapist" if "therapist" in oc else None)
-        coefs = fit.coefs.copy()
-        save("model", coefs)
-        dropped = fit.dropped.copy()
-        save("model_dropped", dropped)
-        notes = "".join(f"<li>{html.escape(str(n))}</li>" for n in getattr(fit, "notes", []))
-        methods = (
-            f"<p class='methods'><b>Methods.</b> {html.escape(fit.fit.methods_text())}</p>"
-            if hasattr(fit.fit, "methods_text")
-            else ""
-        )
-        model_html = (
-            f"<p>{html.escape(str(getattr(fit, 'model', '')))} model of "
-            f"<code>{html.escape(outcome)}</code> on "
-            + (f"<code>{html.escape(baseline)}</code>, " if baseline else "")
-            + "<code>n_repaired</code> and <code>n_unrepaired</code> "
-            f"(episodes of <code>{html.escape(primary_label)}</code>), "
-            f"n = {fit.n} patients.</p>"
-            + _html_table(coefs, "model")
-            + methods
-            + (f"<ul class='note'>{notes}</ul>" if notes else "")
-            + "<h3>Patients not in the model</h3>" + _html_table(dropped, "model_dropped")
-        )
 
-    # -- figures
-    figs: list[tuple[str, str, str]] = []
+def _figures(data: AllianceData, primary_ep: pd.DataFrame, all_ep: pd.DataFrame,
+             pred: pd.DataFrame, fit, primary_label: str, out: Path, bar: Progress,
+             written: dict[str, Path]) -> tuple[list[dict], list[str]]:
+    """Draw the figures (PNG files and embedded base64); notes for figures left out."""
+    from alliancetrack.plotting.trajectories import (  # noqa: PLC0415
+        plot_coefficients,
+        plot_cohort,
+        plot_episode_summary,
+        plot_trajectories,
+    )
+
+    figs: list[dict] = []
+    notes: list[str] = []
 
     def figure(name: str, plot, caption: str) -> None:
         bar.step(f"figure: {name}")
         path = out / "figures" / f"{name}.png"
-        figs.append((name, _figure_png(plot, path), caption))
+        figs.append({"name": name, "png": _figure_png(plot, path), "caption": caption})
         written[f"figure_{name}"] = path
 
     chosen = _trajectory_patients(pred)
-    figure("trajectories", plot_trajectories(data, episodes[primary_label], patients=chosen),
+    figure("trajectories", plot_trajectories(data, primary_ep, patients=chosen),
            f"Trajectories of {len(chosen)} patients (balanced over groups) with the episodes of "
            f"{primary_label}: shaded from rupture to repair (blue) or to the end of treatment "
            "when unrepaired (vermillion, cross at the rupture); dashed: pre-rupture level; "
@@ -426,63 +506,13 @@ def write_report(
     figure("cohort", plot_cohort(data, pred),
            f"All trajectories (faint) and the mean per group ({primary_label}) with 95% "
            "confidence bands.")
-    figure("episode_summary", plot_episode_summary(all_ep, data),
-           "Depth, sessions to repair (repaired episodes) and timing (phase of treatment) of "
-           "the episodes, by method.")
+    if len(all_ep):
+        figure("episode_summary", plot_episode_summary(all_ep, data),
+               "Depth, sessions to repair (repaired episodes) and timing (phase of treatment) "
+               "of the episodes, by method.")
+    else:
+        notes.append("No method found any episode, so there is no episode summary.")
     if fit is not None:
         figure("coefficients", plot_coefficients(fit),
                "Outcome model coefficients with 95% confidence intervals.")
-
-    strategy_html = None
-    if strategy_codes is not None:
-        from alliancetrack.report.strategies import strategy_section  # noqa: PLC0415
-
-        strategy_html = strategy_section(strategy_codes, data, strategy_window, save,
-                                         _html_table, figure)
-    fig_html = "".join(
-        f'<figure id="figure-{n}"><img alt="{n}" src="data:image/png;base64,{b64}">'
-        f"<figcaption>{html.escape(c)}</figcaption></figure>" for n, b64, c in figs
-    )
-
-    sections = [
-        ("data-summary", "Data summary",
-         _html_table(summary, "data_summary")
-         + "<h3>Excluded patients</h3>"
-         + (_html_table(excluded, "excluded") if len(excluded)
-            else "<p>No patient was excluded.</p>")),
-        ("episodes", "Episodes per method",
-         "<p>Every rule preset (see <code>alliancetrack presets</code>) and change-point "
-         "detection. All episodes are in <code>episodes.csv</code>.</p>"
-         + "".join(f"<p class='note'>Not run: {html.escape(t)}</p>" for t in skipped)
-         + _html_table(counts, "episode_counts")),
-        ("agreement", "Agreement between methods",
-         f"<p>Episodes match when their rupture sessions differ by at most {tolerance:g} "
-         "session(s); kappa is for &ldquo;patient has a rupture&rdquo;.</p>"
-         + _html_table(agreement, "agreement")),
-        ("predictors", "Per-patient predictors",
-         "<p>Patients per group and method (a patient with any unrepaired rupture is "
-         "&ldquo;unrepaired&rdquo;). All predictors are in <code>predictors.csv</code>.</p>"
-         + _html_table(group_counts, "predictor_groups")
-         + f"<details><summary>Predictors per patient ({html.escape(primary_label)})"
-         "</summary>" + _html_table(pred, "predictors_primary") + "</details>"),
-        ("model", "Outcome model", model_html),
-        ("figures", "Figures", fig_html),
-    ]
-    if strategy_html is not None:
-        sections.insert(-1, ("strategies", "Repair strategies", strategy_html))
-    save("predictors_primary", pred)
-    nav = "".join(f'<a href="#{sid}">{html.escape(t)}</a>' for sid, t, _ in sections)
-    body = "".join(f'<section id="{sid}"><h2>{html.escape(t)}</h2>{content}</section>'
-                   for sid, t, content in sections)
-    page = (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><p class='note'>{html.escape(repr(data))}; "
-        f"generated by alliancetrack {__version__}.</p><nav>{nav}</nav>{body}</body></html>"
-    )
-    bar.step("writing report.html")
-    path = out / "report.html"
-    path.write_text(page, encoding="utf-8")
-    written["report"] = path
-    bar.done()
-    return written
+    return figs, notes

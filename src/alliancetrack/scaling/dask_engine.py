@@ -296,9 +296,13 @@ def detect_episodes_dask(
     data : dask.dataframe.DataFrame
         Canonical long data (``patient, session, alliance``; optional
         ``therapist``, ``rater``).
-    method, rule, **options
-        As :func:`alliancetrack.detect_episodes` (``rule=None``: the method's
+    method : str
+        As :func:`alliancetrack.detect_episodes`.
+    rule : str, DipRecoveryRule or None
+        As :func:`alliancetrack.detect_episodes` (``None``: the method's
         default detector, ``"stiles-2sd"`` for the rules).
+    **options
+        As :func:`alliancetrack.detect_episodes`.
     scale : str or Scale, optional
         The instrument (range check; reliability for ``unit="rci"``), as
         ``read_alliance(..., scale=)``.
@@ -427,7 +431,9 @@ def episode_predictors_dask(
         The data the episodes were detected in.
     episodes : dask.dataframe.DataFrame or pandas.DataFrame
         The episode table.
-    scale, data_min_timepoints : optional
+    scale : optional
+        As in detection (by default those the episodes were detected with).
+    data_min_timepoints : optional
         As in detection (by default those the episodes were detected with).
     npartitions : int, optional
         Partitions when both have to be hash-partitioned.

@@ -89,7 +89,10 @@ def evaluate_detection(detected: pd.DataFrame, truth: pd.DataFrame, tolerance: f
 
     Parameters
     ----------
-    detected, truth : pandas.DataFrame
+    detected : pandas.DataFrame
+        Episode tables (at least ``patient, rupture_session``; ``repaired`` or
+        ``repair_session`` and ``depth`` for the repair and depth metrics).
+    truth : pandas.DataFrame
         Episode tables (at least ``patient, rupture_session``; ``repaired`` or
         ``repair_session`` and ``depth`` for the repair and depth metrics).
     tolerance : float, default 1
@@ -291,7 +294,9 @@ def validation_study(
 
     Parameters
     ----------
-    noise_sd, depth : sequence of float
+    noise_sd : sequence of float
+        The grid (scale points).
+    depth : sequence of float
         The grid (scale points).
     methods : iterable, optional
         Detectors: preset names, ``"changepoint"``, :class:`DipRecoveryRule`
