@@ -17,17 +17,13 @@ from alliancetrack.reading.alliance import AllianceData, add_session_dates, as_a
 __all__ = ["detect_episodes", "resolve_detector"]
 
 
-class _Default(str):
-    """A default argument value that can be told apart from the same value given."""
-
-    __slots__ = ()
-
-
-_RULE = _Default("stiles-2sd")
-_METHOD = _Default("rules")
+#: The defaults of ``method`` and ``rule``; a default ``rule`` is not an option given (so
+#: ``method="changepoint"`` with the default rule is not refused as inapplicable).
+_METHOD = "rules"
+_RULE = "stiles-2sd"
 
 
-def resolve_detector(method: str = _METHOD, rule: str | Detector = _RULE,
+def resolve_detector(method: str = "rules", rule: str | Detector = "stiles-2sd",
                      **options: Any) -> Detector:
     """The detector ``detect_episodes(data, method=, rule=, **options)`` runs.
 
@@ -45,14 +41,15 @@ def resolve_detector(method: str = _METHOD, rule: str | Detector = _RULE,
     >>> resolve_detector("changepoint", min_shift=1.5).label
     'changepoint:l2[min_shift=1.5]'
     """
-    if isinstance(rule, Detector) and method is _METHOD:
+    if isinstance(rule, Detector) and method == _METHOD:
         method = rule.method
     if method not in DETECTORS:
         raise ValueError(f"Unknown method {method!r}; choose one of {tuple(DETECTORS)}.")
-    return make_detector(method, None if rule is _RULE or rule is None else rule, **options)
+    default_rule = rule is None or (isinstance(rule, str) and rule == _RULE)
+    return make_detector(method, None if default_rule else rule, **options)
 
 
-def detect_episodes(data, method: str = _METHOD, rule: str | DipRecoveryRule = _RULE,
+def detect_episodes(data, method: str = "rules", rule: str | DipRecoveryRule = "stiles-2sd",
                     **options) -> pd.DataFrame:
     """Detect rupture-repair episodes.
 
@@ -122,7 +119,7 @@ def detect_episodes(data, method: str = _METHOD, rule: str | DipRecoveryRule = _
     engine = engine_for(data)
     if engine is not None:  # e.g. Dask: alliancetrack.scaling.dask_engine
         kw = dict(options)
-        if rule is not _RULE:
+        if not (isinstance(rule, str) and rule == _RULE):
             kw["rule"] = rule
         return engine.detect_episodes(data, method=str(method), **kw)
     detector = resolve_detector(method, rule, **options)
