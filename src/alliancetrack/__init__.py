@@ -18,7 +18,7 @@ from .errors import AllianceDataError
 from .predictors import episode_predictors
 from .rules import PRESETS, DipRecoveryRule
 from .scales import SCALES, Scale
-from .simulate import SimulatedCohort, simulate_cohort
+from .simulate import SCENARIOS, SimulatedCohort, simulate_cohort
 
 __version__ = "0.1.0"
 
@@ -123,6 +123,7 @@ __all__ = [
     "rupture_definitions",
     "Scale",
     "SCALES",
+    "SCENARIOS",
     "select_changes",
     "sensitivity_analysis",
     "simulate_cohort",
