@@ -27,6 +27,7 @@ __version__ = "0.1.0"
 _LAZY: dict[str, tuple[str, ...]] = {
     "agreement": ("source_agreement",),
     "compare": ("EpisodeComparison", "compare_episodes"),
+    "detection.hmm": ("HMMDetector", "rupture_probabilities"),
     "mixed": ("ConvergenceWarning", "MixedResult", "SingularFitWarning", "fit_mixed"),
     "outcome": ("DroppedPatientsWarning", "fit_gee_logistic", "group_contrasts",
                 "outcome_model"),
@@ -60,6 +61,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # static analysers see the lazy names as ordinary imports
     from .agreement import source_agreement
     from .compare import EpisodeComparison, compare_episodes
+    from .detection.hmm import HMMDetector, rupture_probabilities
     from .mixed import ConvergenceWarning, MixedResult, SingularFitWarning, fit_mixed
     from .outcome import DroppedPatientsWarning, fit_gee_logistic, group_contrasts, outcome_model
     from .plots import plot_coefficients, plot_cohort, plot_episode_summary, plot_trajectories
@@ -100,6 +102,7 @@ __all__ = [
     "fit_gee_logistic",
     "fit_mixed",
     "group_contrasts",
+    "HMMDetector",
     "lag_within",
     "MixedResult",
     "ObserverData",
@@ -121,6 +124,7 @@ __all__ = [
     "read_psq",
     "reliable_change_cutoff",
     "rupture_definitions",
+    "rupture_probabilities",
     "Scale",
     "SCALES",
     "SCENARIOS",

@@ -13,7 +13,7 @@ from .rules import DipRecoveryRule, get_rule
 
 __all__ = ["detect_episodes"]
 
-_METHODS = ("rules", "changepoint", "self-report", "observer")
+_METHODS = ("rules", "changepoint", "hmm", "self-report", "observer")
 
 
 def _single_rater(data: AllianceData) -> None:
@@ -49,10 +49,13 @@ def detect_episodes(data, method: str = "rules", rule: str | DipRecoveryRule = "
         columns ``patient, session, alliance``; for the self-report and
         observer methods, from :func:`alliancetrack.read_psq` /
         :func:`alliancetrack.read_3rs`.
-    method : {"rules", "changepoint", "self-report", "observer"}
+    method : {"rules", "changepoint", "hmm", "self-report", "observer"}
         ``"rules"``: a dip-and-recovery rule (see :mod:`alliancetrack.rules`
         for the exact semantics).  ``"changepoint"``: change-point detection
-        with ``ruptures`` (see :mod:`alliancetrack.changepoint`).
+        with ``ruptures`` (see :mod:`alliancetrack.changepoint`).  ``"hmm"``:
+        a cohort hidden Markov model with rupture probabilities (see
+        :class:`alliancetrack.detection.hmm.HMMDetector`; ``options`` are its
+        parameters).
         ``"self-report"`` (PSQ) and ``"observer"`` (3RS): within-session
         ruptures reported or coded (see :mod:`alliancetrack.reported`).
     rule : str or DipRecoveryRule
@@ -100,6 +103,10 @@ def detect_episodes(data, method: str = "rules", rule: str | DipRecoveryRule = "
         return detect_reported_episodes(data, method=method, **options)
     data = as_alliance_data(data)
     _single_rater(data)
+    if method == "hmm":  # cohort hidden Markov model (alliancetrack.detection.hmm)
+        from .detection.hmm import HMMDetector  # noqa: PLC0415
+
+        return HMMDetector(**options).detect(data)
     if method == "changepoint":
         if "rule" in options:
             raise TypeError("rule= applies to method='rules' only.")

@@ -1,0 +1,345 @@
+"""Model-based rupture detection: a cohort hidden Markov model with rupture probabilities.
+
+:class:`HMMDetector` fits a two-state (stable / ruptured) hidden Markov model
+to the whole cohort at once (see :mod:`alliancetrack.detection.hmm_fit` for
+the model and the fitting algorithm) and gives
+
+* episodes in the common episode table: the rupture session is the entry into
+  the ruptured state on the most probable (Viterbi) state path over the rated
+  sessions, the repair session the first rated session back in the stable
+  state, and an episode still ruptured at the last rated session is
+  unrepaired and censored; ``probability`` is the posterior probability that
+  the rupture session lies in a rupture;
+* per-session posterior probabilities of a rupture
+  (:func:`rupture_probabilities`).
+
+Levels stay in scale units.  For scales where lower is better
+(``data.higher_is_better`` False) the ratings are mirrored before fitting, so a
+rupture is a *rise*; ``pre_level`` and ``nadir_level`` are reported on the
+original scale and ``depth`` is positive.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+
+from ..data import AllianceData, as_alliance_data
+from ..episode_table import attach, finalize_episodes
+from ..errors import AllianceDataError
+from .hmm_fit import RUPTURED, FitResult, fit_hmm, forward_backward, hmm_log_emissions, viterbi
+
+__all__ = ["HMMDetector", "HMMFit", "rupture_probabilities"]
+
+
+@dataclass(frozen=True)
+class HMMFit:
+    """A fitted cohort HMM (from :meth:`HMMDetector.fit`).
+
+    Attributes
+    ----------
+    detector : HMMDetector
+    patients : ndarray
+        Patient ids, one per row of the arrays.
+    frame : DataFrame
+        The analysed sessions (``patient, session, alliance``), in row order
+        of the arrays (patient blocks, sessions in order).
+    best : FitResult
+        Parameters, log-likelihood, iterations and convergence of the best start.
+    runs : DataFrame
+        One row per start: ``start, loglik, n_iter, converged``.
+    posterior : ndarray (N, T)
+        Posterior probability of the ruptured state at every chain step
+        (NaN where no rating).
+    path : ndarray (N, T), bool
+        Viterbi state path: True in a rupture state.
+    stable_mean : ndarray (N, T)
+        Fitted stable-state mean (mirrored scale).
+    sign : float
+        1, or -1 where the scale was mirrored.
+    """
+
+    detector: HMMDetector
+    patients: np.ndarray
+    frame: pd.DataFrame
+    best: FitResult
+    runs: pd.DataFrame
+    posterior: np.ndarray
+    path: np.ndarray
+    stable_mean: np.ndarray
+    sign: float
+    excluded: pd.DataFrame
+
+    def summary(self) -> dict:
+        """The shared parameters and convergence, as plain numbers."""
+        p = self.best.params
+        p_rupture = float(p.trans[0, RUPTURED].sum())
+        return {"p_rupture": p_rupture, "p_repair": float(p.trans[1, 0]),
+                "share_unrepaired": float(p.trans[0, 2] / p_rupture) if p_rupture > 0 else np.nan,
+                "p_start_ruptured": float(p.start[RUPTURED].sum()), "dip": float(p.dip),
+                "dip_unit": p.dip_unit, "df": float(p.df),
+                "median_sigma": float(np.median(p.sigma)), "loglik": float(self.best.loglik),
+                "n_iter": int(self.best.n_iter), "converged": bool(self.best.converged),
+                "n_patients": int(len(self.patients))}
+
+
+def _pack(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Patient blocks of a sorted long frame as (ids, rows, X, S) arrays (all rows kept)."""
+    codes, ids = pd.factorize(frame["patient"], sort=False)
+    first = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    lengths = np.diff(np.r_[first, len(codes)])
+    pos = np.arange(len(codes)) - np.repeat(first, lengths)
+    width = int(lengths.max())
+    X = np.full((len(ids), width), np.nan)
+    S = np.full((len(ids), width), np.nan)
+    X[codes, pos] = frame["alliance"].to_numpy(dtype="float64")
+    S[codes, pos] = frame["session"].to_numpy(dtype="float64")
+    return np.asarray(ids), np.c_[codes, pos], X, S
+
+
+@dataclass(frozen=True)
+class HMMDetector:
+    """Cohort hidden Markov model of ruptures (stable / ruptured states).
+
+    Parameters
+    ----------
+    df : float, default 4
+        Degrees of freedom of the Student-t emissions (smaller: more robust
+        to outlying sessions; large values approach a normal model).
+    dip_unit : {"scale", "noise"}, default "scale"
+        The shared dip is in scale points, or in units of each patient's
+        noise scale.
+    n_starts : int, default 3
+        EM starts (the first from fixed robust values, the others drawn from
+        ``seed``); the start with the highest log-likelihood is kept.
+    max_iter : int, default 200
+    tol : float, default 1e-7
+        Convergence: relative change of the log-likelihood.
+    prior_df : float, default 4
+        Weight (in pseudo-sessions) of the cohort prior on each patient's
+        noise variance.
+    seed : int, default 0
+    min_patients : int, default 10
+        Fewer analysed patients is an error (use the rules or change points).
+
+    Notes
+    -----
+    Hidden Markov models: Rabiner (1989); t emissions by EM: Liu & Rubin
+    (1995).  Ruptures as a drop and recovery of the alliance: Safran & Muran
+    (2000); Eubanks, Muran & Safran (2018).
+
+    Examples
+    --------
+    >>> import alliancetrack as at
+    >>> from alliancetrack.detection.hmm import HMMDetector
+    >>> sim = at.simulate_cohort(80, 12, seed=3)
+    >>> det = HMMDetector(n_starts=2)
+    >>> det.label
+    'hmm[n_starts=2]'
+    >>> ep = det.detect(sim.sessions)
+    >>> bool(ep["probability"].between(0, 1).all()), ep["method"].iloc[0]
+    (True, 'hmm[n_starts=2]')
+    """
+
+    method: ClassVar[str] = "hmm"
+    df: float = 4.0
+    dip_unit: str = "scale"
+    n_starts: int = 3
+    max_iter: int = 200
+    tol: float = 1e-7
+    prior_df: float = 4.0
+    seed: int = 0
+    min_patients: int = 10
+
+    def __post_init__(self) -> None:
+        if self.dip_unit not in ("scale", "noise"):
+            raise ValueError(f"dip_unit must be 'scale' or 'noise', got {self.dip_unit!r}.")
+        if not (self.df > 0 and self.prior_df >= 0 and self.tol > 0):
+            raise ValueError("df must be positive, prior_df non-negative and tol positive.")
+        if int(self.n_starts) < 1 or int(self.max_iter) < 1 or int(self.min_patients) < 2:
+            raise ValueError("n_starts and max_iter must be at least 1, min_patients at least 2.")
+
+    @property
+    def label(self) -> str:
+        """``"hmm"``, with every non-default parameter in brackets."""
+        changed = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
+                   if getattr(self, f.name) != f.default]
+        return self.method + (f"[{', '.join(changed)}]" if changed else "")
+
+    @classmethod
+    def from_label(cls, label: str) -> HMMDetector:
+        """The detector a :attr:`label` names (``"hmm[n_starts=5]"``)."""
+        if not label.startswith(cls.method):
+            raise ValueError(f"{label!r} is not an hmm label.")
+        inner = label[len(cls.method):].strip()
+        if not inner:
+            return cls()
+        if not (inner.startswith("[") and inner.endswith("]")):
+            raise ValueError(f"Cannot read the parameters of {label!r}.")
+        kw = {}
+        types = {f.name: f.type for f in fields(cls)}
+        for part in inner[1:-1].split(","):
+            key, _, value = part.strip().partition("=")
+            if key not in types:
+                raise ValueError(f"Unknown hmm parameter {key!r} in {label!r}.")
+            kw[key] = value.strip("'\"") if key == "dip_unit" else \
+                (int(value) if types[key] == "int" else float(value))
+        return cls(**kw)
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, data) -> HMMFit:
+        """Fit the model to a cohort (AllianceData or long DataFrame)."""
+        data = as_alliance_data(data)
+        if len(data.raters) > 1:
+            raise AllianceDataError(
+                f"The data hold ratings from several raters {data.raters}; fit one "
+                "perspective at a time (data.select_rater('patient')).")
+        frame = data.analysed_frame[["patient", "session", "alliance"]]
+        n_pat = frame.loc[frame["alliance"].notna(), "patient"].nunique()
+        if n_pat < self.min_patients:
+            raise AllianceDataError(
+                f"The hidden Markov model is fitted to the whole cohort and needs at least "
+                f"{self.min_patients} analysed patients; these data have {n_pat}. For a "
+                "single patient or a small sample use method='changepoint' or "
+                "method='rules'.")
+        if n_pat < 30:
+            warnings.warn(
+                f"Only {n_pat} patients: the shared rupture and repair probabilities and the "
+                "dip are poorly determined; compare with method='changepoint'.",
+                UserWarning, stacklevel=3)
+        ids, rows, X, S = _pack(frame)
+        sign = 1.0 if data.higher_is_better else -1.0
+        scale = data.scale
+        bounds = None
+        if scale is not None:
+            bounds = (scale.low, scale.high) if sign > 0 else (-scale.high, -scale.low)
+        Xm = sign * X
+        best, runs, Z = fit_hmm(Xm, S, bounds, df=self.df, dip_unit=self.dip_unit,
+                                n_starts=int(self.n_starts), max_iter=int(self.max_iter),
+                                tol=self.tol, prior_df=self.prior_df, seed=self.seed)
+        if not best.converged:
+            warnings.warn(
+                f"The HMM did not converge in {self.max_iter} iterations (best of "
+                f"{self.n_starts} starts); raise max_iter.", RuntimeWarning, stacklevel=3)
+        log_e = hmm_log_emissions(Xm, Z, best.params, bounds)
+        post, _, _ = forward_backward(log_e, best.params.start, best.params.trans)
+        path = viterbi(log_e, best.params.start, best.params.trans)
+        rated = np.isfinite(X)
+        runs_df = pd.DataFrame([{"start": r.start, "loglik": r.loglik, "n_iter": r.n_iter,
+                                 "converged": r.converged} for r in runs])
+        stable = best.params.means(Z)[:, :, 0]
+        p_rupt = post[:, :, RUPTURED].sum(axis=2)
+        return HMMFit(detector=self, patients=ids, frame=frame.reset_index(drop=True),
+                      best=best, runs=runs_df, posterior=np.where(rated, p_rupt, np.nan),
+                      path=RUPTURED[path], stable_mean=stable, sign=sign,
+                      excluded=data.excluded)
+
+    # ------------------------------------------------------------------ outputs
+    def detect(self, data) -> pd.DataFrame:
+        """Episodes in the common episode table (with ``probability``); see the module doc."""
+        data = as_alliance_data(data)
+        fit = self.fit(data)
+        episodes = episodes_from_fit(fit, patient_dtype=data.patients.dtype)
+        episodes.attrs["excluded"] = attach(fit.excluded.reset_index(drop=True))
+        episodes.attrs["hmm"] = fit.summary()
+        return episodes
+
+    def probabilities(self, data) -> pd.DataFrame:
+        """Per-session posterior rupture probabilities; see :func:`rupture_probabilities`."""
+        data = as_alliance_data(data)
+        fit = self.fit(data)
+        return probabilities_from_fit(fit, data)
+
+
+def episodes_from_fit(fit: HMMFit, patient_dtype=None) -> pd.DataFrame:
+    """Episodes from the Viterbi path over the rated sessions (no per-patient loop)."""
+    X = fit.sign * _pack(fit.frame)[2]
+    rated = np.isfinite(X)
+    r, c = np.nonzero(rated)  # row-major: patient blocks, sessions in order
+    S = _pack(fit.frame)[3]
+    state = fit.path[r, c].astype(bool)
+    same_prev = np.r_[False, r[1:] == r[:-1]]
+    prev_state = np.r_[False, state[:-1]] & same_prev
+    entry = state & ~prev_state
+    if not entry.any():
+        raw = pd.DataFrame({k: [] for k in ("patient", "method", "rupture_session",
+                                            "nadir_session", "nadir_level", "pre_level", "depth",
+                                            "repair_session", "repaired", "censored",
+                                            "probability")})
+        return finalize_episodes(raw, patient_dtype=patient_dtype)
+    run = np.cumsum(entry) - 1
+    cells = pd.DataFrame({"run": run[state], "x": X[r, c][state], "s": S[r, c][state]})
+    nadir_idx = cells.groupby("run", sort=True)["x"].idxmin().to_numpy()
+    ent = np.flatnonzero(entry)
+    # the repair: the first rated cell after the run (same patient) that is stable
+    last_of_run = np.r_[np.flatnonzero(np.diff(run[state]) != 0), state.sum() - 1]
+    last_cell = np.flatnonzero(state)[last_of_run]
+    nxt = last_cell + 1
+    has_next = nxt < len(r)
+    nxt_c = np.minimum(nxt, len(r) - 1)
+    repaired = has_next & (r[nxt_c] == r[last_cell])
+    pre = fit.stable_mean[r[ent], c[ent]]
+    nadir = cells["x"].to_numpy()[nadir_idx]
+    raw = pd.DataFrame({
+        "patient": fit.patients[r[ent]], "method": fit.detector.label,
+        "rupture_session": S[r[ent], c[ent]],
+        "nadir_session": cells["s"].to_numpy()[nadir_idx],
+        "nadir_level": fit.sign * nadir, "pre_level": fit.sign * pre,
+        "depth": pre - nadir,
+        "repair_session": np.where(repaired, S[r[nxt_c], c[nxt_c]], np.nan),
+        "repaired": repaired, "censored": ~repaired,
+        "probability": fit.posterior[r[ent], c[ent]],
+    })
+    return finalize_episodes(raw, patient_dtype=patient_dtype)
+
+
+def probabilities_from_fit(fit: HMMFit, data: AllianceData) -> pd.DataFrame:
+    """``patient, session, p_rupture`` for every row of ``data.frame``."""
+    _, rows, _, _ = _pack(fit.frame)
+    p = fit.posterior[rows[:, 0], rows[:, 1]]
+    analysed = fit.frame.assign(p_rupture=p)
+    out = data.frame[["patient", "session"]].merge(
+        analysed[["patient", "session", "p_rupture"]], on=["patient", "session"], how="left",
+        sort=False)
+    out.attrs["excluded"] = attach(fit.excluded.reset_index(drop=True))
+    out.attrs["hmm"] = fit.summary()
+    return out
+
+
+def rupture_probabilities(data, method: str = "hmm", **params) -> pd.DataFrame:
+    """Posterior probability that each rated session lies in a rupture.
+
+    Parameters
+    ----------
+    data : AllianceData or DataFrame
+        Long ratings (``patient, session, alliance``).
+    method : {"hmm"}
+        The model (only the cohort hidden Markov model gives probabilities).
+    **params
+        Parameters of :class:`HMMDetector` (``n_starts``, ``df``, ``seed``, ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``patient, session, p_rupture``: one row per row of the data, NaN for
+        missing ratings and for patients not analysed (listed in
+        ``attrs["excluded"]``).  ``attrs["hmm"]`` holds the fitted shared
+        parameters and the convergence report.  Summed over a patient's
+        sessions, ``p_rupture`` is the expected number of sessions in a
+        rupture.
+
+    Examples
+    --------
+    >>> import alliancetrack as at
+    >>> sim = at.simulate_cohort(60, 10, seed=2)
+    >>> p = at.rupture_probabilities(sim.sessions, n_starts=1)
+    >>> p.columns.tolist(), bool(p["p_rupture"].dropna().between(0, 1).all())
+    (['patient', 'session', 'p_rupture'], True)
+    """
+    if method != "hmm":
+        raise ValueError(f"rupture_probabilities supports method='hmm' only, got {method!r}.")
+    return HMMDetector(**params).probabilities(data)
