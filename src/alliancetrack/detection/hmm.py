@@ -117,8 +117,10 @@ class HMMDetector:
         EM starts (the first from fixed robust values, the others drawn from
         ``seed``); the start with the highest log-likelihood is kept.
     max_iter : int, default 200
-    tol : float, default 1e-7
-        Convergence: relative change of the log-likelihood.
+    tol : float, default 1e-3
+        Convergence: the largest change of any session's posterior rupture
+        probability between two EM iterations (after the level searches of
+        the first 30 iterations).
     prior_df : float, default 4
         Weight (in pseudo-sessions) of the cohort prior on each patient's
         noise variance.
@@ -150,7 +152,7 @@ class HMMDetector:
     dip_unit: str = "scale"
     n_starts: int = 3
     max_iter: int = 200
-    tol: float = 1e-7
+    tol: float = 1e-3
     prior_df: float = 4.0
     seed: int = 0
     min_patients: int = 10
