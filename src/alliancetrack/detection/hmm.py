@@ -107,7 +107,7 @@ class HMMDetector:
 
     Parameters
     ----------
-    df : float, default 4
+    df : float, default 10
         Degrees of freedom of the Student-t emissions (smaller: more robust
         to outlying sessions; large values approach a normal model).
     dip_unit : {"scale", "noise"}, default "scale"
@@ -148,7 +148,7 @@ class HMMDetector:
     """
 
     method: ClassVar[str] = "hmm"
-    df: float = 4.0
+    df: float = 10.0
     dip_unit: str = "scale"
     n_starts: int = 3
     max_iter: int = 200
