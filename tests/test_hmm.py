@@ -163,6 +163,8 @@ def test_label_round_trip_and_determinism():
     assert det.label == "hmm[df=3.0, dip_unit='noise', n_starts=5]"
     assert HMMDetector.from_label(det.label) == det
     assert HMMDetector.from_label("hmm") == HMMDetector()
+    plain = HMMDetector(partial=False)
+    assert plain.label == "hmm[partial=False]" and HMMDetector.from_label(plain.label) == plain
     with pytest.raises(ValueError, match="dip_unit"):
         HMMDetector(dip_unit="points")
     sim = at.simulate_cohort(40, 10, seed=4)

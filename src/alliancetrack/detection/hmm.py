@@ -1,7 +1,7 @@
 """Model-based rupture detection: a cohort hidden Markov model with rupture probabilities.
 
-:class:`HMMDetector` fits a two-state (stable / ruptured) hidden Markov model
-to the whole cohort at once (see :mod:`alliancetrack.detection.hmm_fit` for
+:class:`HMMDetector` fits a hidden Markov model (stable, ruptured — repaired
+or persisting — and partially repaired states) to the whole cohort at once (see :mod:`alliancetrack.detection.hmm_fit` for
 the model and the fitting algorithm) and gives
 
 * episodes in the common episode table: the rupture session is the entry into
@@ -31,7 +31,7 @@ import pandas as pd
 from ..data import AllianceData, as_alliance_data
 from ..episode_table import attach, finalize_episodes
 from ..errors import AllianceDataError
-from .hmm_fit import RUPTURED, FitResult, fit_hmm, forward_backward, hmm_log_emissions, viterbi
+from .hmm_fit import FitResult, fit_hmm, forward_backward, hmm_log_emissions, viterbi
 
 __all__ = ["HMMDetector", "HMMFit", "rupture_probabilities"]
 
@@ -77,10 +77,11 @@ class HMMFit:
     def summary(self) -> dict:
         """The shared parameters and convergence, as plain numbers."""
         p = self.best.params
-        p_rupture = float(p.trans[0, RUPTURED].sum())
+        p_rupture = float(p.trans[0, p.ruptured].sum())
         return {"p_rupture": p_rupture, "p_repair": float(p.trans[1, 0]),
                 "share_unrepaired": float(p.trans[0, 2] / p_rupture) if p_rupture > 0 else np.nan,
-                "p_start_ruptured": float(p.start[RUPTURED].sum()), "dip": float(p.dip),
+                "p_start_ruptured": float(p.start[p.ruptured].sum()), "dip": float(p.dip),
+                "partial_share": p.rho,
                 "dip_unit": p.dip_unit, "df": float(p.df),
                 "median_sigma": float(np.median(p.sigma)), "loglik": float(self.best.loglik),
                 "n_iter": int(self.best.n_iter), "converged": bool(self.best.converged),
@@ -103,7 +104,7 @@ def _pack(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
 
 @dataclass(frozen=True)
 class HMMDetector:
-    """Cohort hidden Markov model of ruptures (stable / ruptured states).
+    """Cohort hidden Markov model of ruptures (stable, ruptured, partially repaired).
 
     Parameters
     ----------
@@ -124,6 +125,9 @@ class HMMDetector:
     prior_df : float, default 4
         Weight (in pseudo-sessions) of the cohort prior on each patient's
         noise variance.
+    partial : bool, default True
+        Add a partially repaired state (a shared fraction of the dip below
+        the stable level, not counted as a rupture).
     seed : int, default 0
     min_patients : int, default 10
         Fewer analysed patients is an error (use the rules or change points).
@@ -154,6 +158,7 @@ class HMMDetector:
     max_iter: int = 200
     tol: float = 1e-3
     prior_df: float = 4.0
+    partial: bool = True
     seed: int = 0
     min_patients: int = 10
 
@@ -188,8 +193,10 @@ class HMMDetector:
             key, _, value = part.strip().partition("=")
             if key not in types:
                 raise ValueError(f"Unknown hmm parameter {key!r} in {label!r}.")
-            kw[key] = value.strip("'\"") if key == "dip_unit" else \
-                (int(value) if types[key] == "int" else float(value))
+            value = value.strip()
+            kw[key] = value.strip("'\"") if types[key] == "str" else \
+                value == "True" if types[key] == "bool" else \
+                int(value) if types[key] == "int" else float(value)
         return cls(**kw)
 
     # ------------------------------------------------------------------ fitting
@@ -222,7 +229,8 @@ class HMMDetector:
         Xm = sign * X
         best, runs, Z = fit_hmm(Xm, S, bounds, df=self.df, dip_unit=self.dip_unit,
                                 n_starts=int(self.n_starts), max_iter=int(self.max_iter),
-                                tol=self.tol, prior_df=self.prior_df, seed=self.seed)
+                                tol=self.tol, prior_df=self.prior_df, partial=self.partial,
+                                seed=self.seed)
         if not best.converged:
             warnings.warn(
                 f"The HMM did not converge in {self.max_iter} iterations (best of "
@@ -234,10 +242,10 @@ class HMMDetector:
         runs_df = pd.DataFrame([{"start": r.start, "loglik": r.loglik, "n_iter": r.n_iter,
                                  "converged": r.converged} for r in runs])
         stable = best.params.means(Z)[:, :, 0]
-        p_rupt = post[:, :, RUPTURED].sum(axis=2)
+        p_rupt = post[:, :, best.params.ruptured].sum(axis=2)
         return HMMFit(detector=self, patients=ids, frame=frame.reset_index(drop=True),
                       best=best, runs=runs_df, posterior=np.where(rated, p_rupt, np.nan),
-                      path=RUPTURED[path], stable_mean=stable, sign=sign,
+                      path=best.params.ruptured[path], stable_mean=stable, sign=sign,
                       excluded=data.excluded)
 
     # ------------------------------------------------------------------ outputs

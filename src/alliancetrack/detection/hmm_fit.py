@@ -5,13 +5,17 @@ patients × sessions array ``X`` (NaN where a session has no rating, and as
 padding after a patient's last session), already mirrored so that higher is
 better:
 
-* two hidden states, *stable* (0) and *ruptured* (1), a first-order Markov
-  chain with start probabilities ``pi`` and a 2 × 2 transition matrix
-  ``A`` shared by all patients (``A[0, 1]``: probability that a rupture
-  starts at the next session; ``A[1, 0]``: that it is repaired);
+* hidden states *stable*, *ruptured* (two of them: one repaired with a
+  shared probability per session, one persisting to the end of treatment)
+  and, by default, *partially repaired* (see :data:`STATE_DIP`), a
+  first-order Markov chain with start probabilities ``pi`` and a transition
+  matrix ``A`` shared by all patients (``A[0, 1] + A[0, 2]``: probability
+  that a rupture starts at the next session; ``A[1, 0] + A[1, 3]``: that it
+  is repaired);
 * in the stable state patient *i* is rated ``level_i + slope_i · z_t + e``;
-  in the ruptured state ``dip`` lower (in scale points, or in units of the
-  patient's noise scale with ``dip_unit="noise"``), shared by the cohort;
+  in a ruptured state ``dip`` lower (in scale points, or in units of the
+  patient's noise scale with ``dip_unit="noise"``), shared by the cohort,
+  and in the partially repaired state ``rho · dip`` lower;
 * ``e`` is Student t with ``df`` degrees of freedom and patient scale
   ``sigma_i`` (robust to outlying sessions), and ratings at the scale's
   ceiling (floor) enter as censored: ``P(X ≥ high)`` (``P(X ≤ low)``);
@@ -49,13 +53,18 @@ __all__ = ["HMMParams", "fit_hmm", "forward_backward", "hmm_log_emissions", "vit
 _TINY = 1e-300
 
 #: The states: stable (0), a rupture that is repaired with a shared probability per
-#: session (1), and a rupture that persists to the end of treatment (2; absorbing).
-#: Both rupture states are the same dip below the patient's stable level; the
-#: third state lets rupture lengths be a mixture of short (geometric) and
-#: unrepaired ones, which two states cannot express.
+#: session (1), a rupture that persists to the end of treatment (2; absorbing), and
+#: (with ``partial=True``) a partially repaired state (3) a shared fraction ``rho`` of
+#: the dip below the stable level, reached from a rupture or, as a small lasting
+#: shift, from the stable state; it is not a rupture.  Both rupture states are the
+#: same dip below the patient's stable level; the persistent state lets rupture
+#: lengths be a mixture of short (geometric) and unrepaired ones, which two states
+#: cannot express.
 STATE_DIP = np.array([0.0, 1.0, 1.0])
 RUPTURED = STATE_DIP > 0
 ALLOWED = np.array([[True, True, True], [True, True, False], [False, False, True]])
+ALLOWED_PARTIAL = np.array([[True, True, True, True], [True, True, False, True],
+                            [False, False, True, False], [True, True, True, True]])
 
 
 # ----------------------------------------------------------------------------- recursions
@@ -168,6 +177,12 @@ class HMMParams:
     prior: dict = field(default_factory=dict)
     mult: np.ndarray = field(default_factory=lambda: STATE_DIP.copy())
     allowed: np.ndarray = field(default_factory=lambda: ALLOWED.copy())
+    ruptured: np.ndarray = field(default_factory=lambda: RUPTURED.copy())
+
+    @property
+    def rho(self) -> float:
+        """Depth of the partially repaired state as a share of the dip (NaN without it)."""
+        return float(self.mult[3]) if len(self.mult) > 3 else np.nan
 
     def dips(self) -> np.ndarray:
         """The dip of every patient, in scale points (shape (N,))."""
@@ -287,6 +302,15 @@ def _m_dip(post, y, w, Z, params: HMMParams, min_dip: float) -> None:
         num = (g * gap * inv).sum()
         den = (g * m * inv).sum()
     params.dip = float(max(num / den, min_dip)) if den > 0 else params.dip
+    if len(params.mult) > 3:  # the partially repaired state: its share of the dip
+        g3 = post[:, :, 3] * w[:, :, 3]
+        d = params.dips()[:, None]
+        inv = 1 / params.sigma[:, None] ** 2
+        den3 = (g3 * d * d * inv).sum()
+        if den3 > 0:
+            rho = (g3 * d * (stable[:, :, 0] - y[:, :, 3]) * inv).sum() / den3
+            params.mult = params.mult.copy()
+            params.mult[3] = float(np.clip(rho, 0.15, 0.7))
 
 
 # ----------------------------------------------------------------------------- EM
@@ -301,7 +325,7 @@ class FitResult:
     start: int
 
 
-def _initial(X, Z, rng, k: int, df: float, dip_unit: str, n_obs) -> HMMParams:
+def _initial(X, Z, rng, k: int, df: float, dip_unit: str, partial: bool) -> HMMParams:
     """Robust starting values; start 0 is fixed, later starts are drawn from ``rng``."""
     level = np.nanmedian(X, axis=1)
     diffs = np.diff(X, axis=1)
@@ -318,6 +342,15 @@ def _initial(X, Z, rng, k: int, df: float, dip_unit: str, n_obs) -> HMMParams:
     dip = mult if dip_unit == "noise" else mult * med
     prior = {"mu_level": float(level.mean()), "mu_slope": 0.0,
              "tau_level": float(max(level.std(), 0.01)), "tau_slope": 0.05, "sigma2": s2}
+    if partial:
+        trans = np.array([[1 - 1.2 * p_r, 0.7 * p_r, 0.3 * p_r, 0.2 * p_r],
+                          [0.6 * p_rep, 1 - p_rep, 0, 0.4 * p_rep], [0, 0, 1, 0],
+                          [0.1, 0.7 * p_r, 0.3 * p_r, 0.9 - p_r]])
+        return HMMParams(start=np.array([0.93, 0.03, 0.02, 0.02]), trans=trans, dip=dip,
+                         level=level, slope=np.zeros(len(X)), sigma=sigma, df=df,
+                         dip_unit=dip_unit, prior=prior, mult=np.array([0.0, 1.0, 1.0, 0.4]),
+                         allowed=ALLOWED_PARTIAL.copy(),
+                         ruptured=np.array([False, True, True, False]))
     trans = np.array([[1 - p_r, 0.7 * p_r, 0.3 * p_r], [p_rep, 1 - p_rep, 0], [0, 0, 1]])
     return HMMParams(start=np.array([0.95, 0.03, 0.02]), trans=trans, dip=dip,
                      level=level, slope=np.zeros(len(X)), sigma=sigma, df=df,
@@ -368,7 +401,7 @@ def _run(X, Z, bounds, params: HMMParams, max_iter: int, tol: float, nu0: float,
         log_e = hmm_log_emissions(X, Z, params, bounds)
         post, ll, counts = forward_backward(log_e, params.start, params.trans)
         total = float(ll.sum())
-        p_rupt = post[:, :, RUPTURED].sum(axis=2)
+        p_rupt = post[:, :, params.ruptured].sum(axis=2)
         change = np.abs(p_rupt - prev)[np.isfinite(X)]
         if it > max(SEARCH_AT) and (change.size == 0 or change.max() < tol):
             converged = True
@@ -387,7 +420,7 @@ def _run(X, Z, bounds, params: HMMParams, max_iter: int, tol: float, nu0: float,
 
 def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = None, *,
             df: float = 10.0, dip_unit: str = "scale", n_starts: int = 3, max_iter: int = 200,
-            tol: float = 1e-3, prior_df: float = 4.0, seed: int = 0
+            tol: float = 1e-3, prior_df: float = 4.0, partial: bool = True, seed: int = 0
             ) -> tuple[FitResult, list[FitResult], np.ndarray]:
     """Fit the cohort HMM from several starts; the best by log-likelihood first.
 
@@ -400,7 +433,7 @@ def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = N
         at the cohort's mean session.
     bounds : (float, float), optional
         Floor and ceiling of the (mirrored) scale: ratings there are censored.
-    df, dip_unit, n_starts, max_iter, tol, prior_df, seed
+    df, dip_unit, n_starts, max_iter, tol, prior_df, partial, seed
         See :class:`alliancetrack.detection.hmm.HMMDetector`.
 
     Returns
@@ -424,11 +457,10 @@ def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = N
     centre = float(np.nanmean(S))
     Z = np.where(np.isfinite(S), S - centre, 0.0)
     rng = np.random.default_rng(seed)
-    n_obs = np.isfinite(X).sum(axis=1)
     min_dip = 0.5 if dip_unit == "noise" else 1e-3
     runs = []
     for k in range(n_starts):
-        params = _initial(X, Z, rng, k, df, dip_unit, n_obs)
+        params = _initial(X, Z, rng, k, df, dip_unit, partial)
         runs.append(_run(X, Z, bounds, params, max_iter, tol, prior_df, min_dip, k))
     best = max(runs, key=lambda r: r.loglik)
     return best, runs, Z
