@@ -194,7 +194,8 @@ def test_properties_on_random_cohorts(seed, shift, scenario):
     # without a scale (no censoring) the model is shift invariant
     pd.testing.assert_series_equal(ep["rupture_session"], moved["rupture_session"])
     np.testing.assert_allclose(moved["nadir_level"], ep["nadir_level"] + shift, atol=1e-6)
-    np.testing.assert_allclose(moved["probability"], ep["probability"], atol=1e-4)
+    # equal up to the convergence tolerance (tol=0.01 on the posteriors)
+    np.testing.assert_allclose(moved["probability"], ep["probability"], atol=0.02)
 
 
 # ----------------------------------------------------------------------------- simulator

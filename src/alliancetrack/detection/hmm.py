@@ -118,10 +118,11 @@ class HMMDetector:
         EM starts (the first from fixed robust values, the others drawn from
         ``seed``); the start with the highest log-likelihood is kept.
     max_iter : int, default 200
-    tol : float, default 1e-3
-        Convergence: the largest change of any session's posterior rupture
-        probability between two EM iterations (after the level searches of
-        the first 30 iterations).
+    tol : float, default 0.01
+        Convergence: fewer than 0.1% of the rated sessions changed their
+        posterior rupture probability by more than ``tol`` in the last EM
+        iteration (checked after the level searches of the first 30
+        iterations).
     prior_df : float, default 4
         Weight (in pseudo-sessions) of the cohort prior on each patient's
         noise variance.
@@ -156,9 +157,10 @@ class HMMDetector:
     dip_unit: str = "scale"
     n_starts: int = 3
     max_iter: int = 200
-    tol: float = 1e-3
+    tol: float = 0.01
     prior_df: float = 4.0
     partial: bool = True
+    decline: bool = False
     seed: int = 0
     min_patients: int = 10
 
@@ -230,7 +232,7 @@ class HMMDetector:
         best, runs, Z = fit_hmm(Xm, S, bounds, df=self.df, dip_unit=self.dip_unit,
                                 n_starts=int(self.n_starts), max_iter=int(self.max_iter),
                                 tol=self.tol, prior_df=self.prior_df, partial=self.partial,
-                                seed=self.seed)
+                                decline=self.decline, seed=self.seed)
         if not best.converged:
             warnings.warn(
                 f"The HMM did not converge in {self.max_iter} iterations (best of "

@@ -65,6 +65,14 @@ RUPTURED = STATE_DIP > 0
 ALLOWED = np.array([[True, True, True], [True, True, False], [False, False, True]])
 ALLOWED_PARTIAL = np.array([[True, True, True, True], [True, True, False, True],
                             [False, False, True, False], [True, True, True, True]])
+#: With ``decline=True`` a fifth state, *declined* (4): as low as a rupture but reached
+#: only through the partially repaired / shifted state, i.e. step by step, and
+#: absorbing; it is not a rupture.  A rupture is an abrupt drop from the stable (or
+#: partially repaired) level; a slow slide that ends as low is a decline.
+ALLOWED_DECLINE = np.array([[True, True, True, True, False], [True, True, False, True, False],
+                            [False, False, True, False, False],
+                            [True, True, True, True, True],
+                            [False, False, False, False, True]])
 
 
 # ----------------------------------------------------------------------------- recursions
@@ -101,26 +109,28 @@ def forward_backward(log_e: np.ndarray, start: np.ndarray, trans: np.ndarray
     """
     n, t_len, _ = log_e.shape
     shift = log_e.max(axis=2, keepdims=True)
-    e = np.exp(log_e - shift)
+    # time-major copies: every step then reads and writes contiguous (N, K) blocks
+    e = np.ascontiguousarray(np.exp(log_e - shift).transpose(1, 0, 2))
     alpha = np.empty_like(e)
-    scale = np.empty((n, t_len))
-    a = start[None, :] * e[:, 0]
-    scale[:, 0] = a.sum(axis=1)
-    alpha[:, 0] = a / scale[:, 0, None]
+    scale = np.empty((t_len, n))
+    a = start[None, :] * e[0]
+    scale[0] = a.sum(axis=1)
+    alpha[0] = a / scale[0, :, None]
     for t in range(1, t_len):
-        a = (alpha[:, t - 1] @ trans) * e[:, t]
-        scale[:, t] = a.sum(axis=1)
-        alpha[:, t] = a / scale[:, t, None]
-    beta = np.ones_like(e)
+        a = (alpha[t - 1] @ trans) * e[t]
+        scale[t] = a.sum(axis=1)
+        alpha[t] = a / scale[t, :, None]
+    beta = np.empty_like(e)
+    beta[-1] = 1.0
     counts = np.zeros_like(trans)
     for t in range(t_len - 2, -1, -1):
-        eb = e[:, t + 1] * beta[:, t + 1] / scale[:, t + 1, None]
-        counts += trans * (alpha[:, t].T @ eb)
-        beta[:, t] = eb @ trans.T
+        eb = e[t + 1] * beta[t + 1] / scale[t + 1, :, None]
+        counts += trans * (alpha[t].T @ eb)
+        beta[t] = eb @ trans.T
     post = alpha * beta
     post /= post.sum(axis=2, keepdims=True)
-    loglik = np.log(scale).sum(axis=1) + shift[:, :, 0].sum(axis=1)
-    return post, loglik, counts
+    loglik = np.log(scale).sum(axis=0) + shift[:, :, 0].sum(axis=1)
+    return post.transpose(1, 0, 2), loglik, counts
 
 
 def viterbi(log_e: np.ndarray, start: np.ndarray, trans: np.ndarray) -> np.ndarray:
@@ -199,33 +209,48 @@ def _t_logpdf(r: np.ndarray, sigma: np.ndarray, df: float) -> np.ndarray:
     return const - np.log(sigma) - (df + 1) / 2 * np.log1p((r / sigma) ** 2 / df)
 
 
+def _censored(X: np.ndarray, bounds) -> tuple[tuple, tuple]:
+    """Indices (rows, cols) of ratings at the ceiling and at the floor."""
+    if bounds is None:
+        empty = (np.empty(0, int), np.empty(0, int))
+        return empty, empty
+    lo, hi = bounds
+    with np.errstate(invalid="ignore"):
+        return np.nonzero(X >= hi - 1e-9), np.nonzero(X <= lo + 1e-9)
+
+
+def _state_means(Z: np.ndarray, params: HMMParams) -> tuple[np.ndarray, np.ndarray]:
+    """Means of the distinct state levels (N, T, U) and each state's column in them."""
+    levels, inverse = np.unique(params.mult, return_inverse=True)
+    stable = params.level[:, None] + params.slope[:, None] * Z
+    return stable[:, :, None] - params.dips()[:, None, None] * levels[None, None, :], inverse
+
+
 def hmm_log_emissions(X: np.ndarray, Z: np.ndarray, params: HMMParams,
                       bounds: tuple[float, float] | None) -> np.ndarray:
-    """Log emission densities, shape (N, T, 2); zeros where ``X`` is NaN.
+    """Log emission densities, shape (N, T, K); zeros where ``X`` is NaN.
 
     Ratings at ``bounds`` (the scale's floor and ceiling, already mirrored)
     are censored: their emission is the probability of a rating at or beyond
-    the bound.
+    the bound.  States with the same mean share one computation.
     """
-    mu = params.means(Z)
+    mu, inverse = _state_means(Z, params)
     sig = params.sigma[:, None, None]
     obs = np.isfinite(X)
     x = np.where(obs, X, 0.0)[:, :, None]
     out = _t_logpdf(x - mu, sig, params.df)
-    if bounds is not None:
-        lo, hi = bounds
-        top = (x >= hi - 1e-9) & obs[:, :, None]
-        bottom = (x <= lo + 1e-9) & obs[:, :, None]
-        if top.any():
-            z = (hi - mu) / sig
-            out = np.where(top, np.log(np.maximum(special.stdtr(params.df, -z), _TINY)), out)
-        if bottom.any():
-            z = (lo - mu) / sig
-            out = np.where(bottom, np.log(np.maximum(special.stdtr(params.df, z), _TINY)), out)
-    return np.where(obs[:, :, None], out, 0.0)
+    (tr, tc), (br, bc) = _censored(X, bounds)
+    if len(tr):
+        z = (bounds[1] - mu[tr, tc]) / params.sigma[tr, None]
+        out[tr, tc] = np.log(np.maximum(special.stdtr(params.df, -z), _TINY))
+    if len(br):
+        z = (bounds[0] - mu[br, bc]) / params.sigma[br, None]
+        out[br, bc] = np.log(np.maximum(special.stdtr(params.df, z), _TINY))
+    out *= obs[:, :, None]
+    return out[:, :, inverse]
 
 
-def _effective(X: np.ndarray, mu: np.ndarray, sigma: np.ndarray, df: float,
+def _effective(X: np.ndarray, Z: np.ndarray, params: HMMParams,
                bounds: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray]:
     """E-step quantities per state: the rating to regress on and its t weight.
 
@@ -233,27 +258,24 @@ def _effective(X: np.ndarray, mu: np.ndarray, sigma: np.ndarray, df: float,
     ``(df + 1) / (df + r²/σ²)``; censored ratings get their conditional mean
     beyond the bound (normal approximation) and weight 1.
     """
+    mu, inverse = _state_means(Z, params)
+    df = params.df
     obs = np.isfinite(X)
-    x = np.broadcast_to(np.where(obs, X, 0.0)[:, :, None], mu.shape)
-    sig = sigma[:, None, None]
-    r = (x - mu) / sig
+    x = np.where(obs, X, 0.0)[:, :, None]
+    r = (x - mu) / params.sigma[:, None, None]
     w = (df + 1) / (df + r**2)
-    y = x
-    if bounds is not None:
-        lo, hi = bounds
-        top = x >= hi - 1e-9
-        bottom = x <= lo + 1e-9
-        if top.any():
-            a = np.clip((hi - mu) / sig, -8, 8)
-            y = np.where(top, mu + sig * np.exp(-0.5 * a**2) / np.sqrt(2 * np.pi) /
-                         np.maximum(special.ndtr(-a), 1e-12), y)
-            w = np.where(top, 1.0, w)
-        if bottom.any():
-            a = np.clip((lo - mu) / sig, -8, 8)
-            y = np.where(bottom, mu - sig * np.exp(-0.5 * a**2) / np.sqrt(2 * np.pi) /
-                         np.maximum(special.ndtr(a), 1e-12), y)
-            w = np.where(bottom, 1.0, w)
-    return y, w * obs[:, :, None]
+    y = np.broadcast_to(x, mu.shape).copy()
+    (tr, tc), (br, bc) = _censored(X, bounds)
+    for rows, cols, bound, side in ((tr, tc, bounds and bounds[1], 1.0),
+                                    (br, bc, bounds and bounds[0], -1.0)):
+        if len(rows):
+            m, s = mu[rows, cols], params.sigma[rows, None]
+            a = np.clip(side * (bound - m) / s, -8, 8)
+            y[rows, cols] = m + side * s * np.exp(-0.5 * a**2) / np.sqrt(2 * np.pi) / \
+                np.maximum(special.ndtr(-a), 1e-12)
+            w[rows, cols] = 1.0
+    w *= obs[:, :, None]
+    return y[:, :, inverse], w[:, :, inverse]
 
 
 # ----------------------------------------------------------------------------- M-step
@@ -325,7 +347,8 @@ class FitResult:
     start: int
 
 
-def _initial(X, Z, rng, k: int, df: float, dip_unit: str, partial: bool) -> HMMParams:
+def _initial(X, Z, rng, k: int, df: float, dip_unit: str, partial: bool,
+             decline: bool = False) -> HMMParams:
     """Robust starting values; start 0 is fixed, later starts are drawn from ``rng``."""
     level = np.nanmedian(X, axis=1)
     diffs = np.diff(X, axis=1)
@@ -342,6 +365,17 @@ def _initial(X, Z, rng, k: int, df: float, dip_unit: str, partial: bool) -> HMMP
     dip = mult if dip_unit == "noise" else mult * med
     prior = {"mu_level": float(level.mean()), "mu_slope": 0.0,
              "tau_level": float(max(level.std(), 0.01)), "tau_slope": 0.05, "sigma2": s2}
+    if decline:
+        trans = np.array([[1 - 1.2 * p_r, 0.7 * p_r, 0.3 * p_r, 0.2 * p_r, 0],
+                          [0.6 * p_rep, 1 - p_rep, 0, 0.4 * p_rep, 0], [0, 0, 1, 0, 0],
+                          [0.1, 0.7 * p_r, 0.3 * p_r, 0.85 - p_r, 0.05],
+                          [0, 0, 0, 0, 1]])
+        return HMMParams(start=np.array([0.92, 0.03, 0.02, 0.02, 0.01]), trans=trans, dip=dip,
+                         level=level, slope=np.zeros(len(X)), sigma=sigma, df=df,
+                         dip_unit=dip_unit, prior=prior,
+                         mult=np.array([0.0, 1.0, 1.0, 0.4, 1.0]),
+                         allowed=ALLOWED_DECLINE.copy(),
+                         ruptured=np.array([False, True, True, False, False]))
     if partial:
         trans = np.array([[1 - 1.2 * p_r, 0.7 * p_r, 0.3 * p_r, 0.2 * p_r],
                           [0.6 * p_rep, 1 - p_rep, 0, 0.4 * p_rep], [0, 0, 1, 0],
@@ -359,6 +393,9 @@ def _initial(X, Z, rng, k: int, df: float, dip_unit: str, partial: bool) -> HMMP
 
 #: Quantiles of a patient's ratings tried as their stable level by :func:`_level_search`.
 LEVEL_QUANTILES = (0.5, 0.7, 0.85, 1.0)
+#: Converged: fewer than this share of rated sessions changed their posterior
+#: rupture probability by more than ``tol`` in the last iteration.
+CONVERGED_SHARE = 1e-3
 #: EM iterations before which the level search is repeated.
 SEARCH_AT = (1, 10, 30)
 
@@ -377,8 +414,15 @@ def _level_search(X, Z, bounds, params: HMMParams) -> None:
                                params.trans)[1]
     current = params.level.copy()
     centre = np.nanmean(np.where(np.isfinite(X), params.slope[:, None] * Z, np.nan), axis=1)
-    for q in LEVEL_QUANTILES:
-        cand = np.nanquantile(X, q, axis=1) - np.nan_to_num(centre)
+    srt = np.sort(X, axis=1)  # NaN last
+    n = np.isfinite(X).sum(axis=1)
+    rows = np.arange(len(X))
+    for q in LEVEL_QUANTILES:  # linear interpolation, as numpy's default quantile
+        h = (np.maximum(n, 1) - 1) * q
+        lo = np.floor(h).astype(int)
+        hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
+        quant = srt[rows, lo] + (h - lo) * (srt[rows, hi] - srt[rows, lo])
+        cand = quant - np.nan_to_num(centre)
         params.level = cand
         ll = forward_backward(hmm_log_emissions(X, Z, params, bounds), params.start,
                               params.trans)[1]
@@ -403,11 +447,12 @@ def _run(X, Z, bounds, params: HMMParams, max_iter: int, tol: float, nu0: float,
         total = float(ll.sum())
         p_rupt = post[:, :, params.ruptured].sum(axis=2)
         change = np.abs(p_rupt - prev)[np.isfinite(X)]
-        if it > max(SEARCH_AT) and (change.size == 0 or change.max() < tol):
+        if it > max(SEARCH_AT) and (change.size == 0 or
+                                    np.mean(change > tol) < CONVERGED_SHARE):
             converged = True
             break
         prev = p_rupt
-        y, w = _effective(X, params.means(Z), params.sigma, params.df, bounds)
+        y, w = _effective(X, Z, params, bounds)
         _m_patients(post, y, w, Z, params, n_obs, nu0)
         _m_dip(post, y, w, Z, params, min_dip)
         # a weak Dirichlet prior keeps every allowed transition possible
@@ -420,8 +465,8 @@ def _run(X, Z, bounds, params: HMMParams, max_iter: int, tol: float, nu0: float,
 
 def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = None, *,
             df: float = 10.0, dip_unit: str = "scale", n_starts: int = 3, max_iter: int = 200,
-            tol: float = 1e-3, prior_df: float = 4.0, partial: bool = True, seed: int = 0
-            ) -> tuple[FitResult, list[FitResult], np.ndarray]:
+            tol: float = 0.01, prior_df: float = 4.0, partial: bool = True, decline: bool = False,
+            seed: int = 0) -> tuple[FitResult, list[FitResult], np.ndarray]:
     """Fit the cohort HMM from several starts; the best by log-likelihood first.
 
     Parameters
@@ -460,7 +505,7 @@ def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = N
     min_dip = 0.5 if dip_unit == "noise" else 1e-3
     runs = []
     for k in range(n_starts):
-        params = _initial(X, Z, rng, k, df, dip_unit, partial)
+        params = _initial(X, Z, rng, k, df, dip_unit, partial, decline)
         runs.append(_run(X, Z, bounds, params, max_iter, tol, prior_df, min_dip, k))
     best = max(runs, key=lambda r: r.loglik)
     return best, runs, Z
