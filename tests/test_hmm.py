@@ -163,8 +163,11 @@ def test_label_round_trip_and_determinism():
     assert det.label == "hmm[df=3.0, dip_unit='noise', n_starts=5]"
     assert HMMDetector.from_label(det.label) == det
     assert HMMDetector.from_label("hmm") == HMMDetector()
-    plain = HMMDetector(partial=False)
-    assert plain.label == "hmm[partial=False]" and HMMDetector.from_label(plain.label) == plain
+    plain = HMMDetector(partial=False, decline=False)
+    assert plain.label == "hmm[partial=False, decline=False]"
+    assert HMMDetector.from_label(plain.label) == plain
+    with pytest.raises(ValueError, match="partial=True"):
+        HMMDetector(partial=False)
     with pytest.raises(ValueError, match="dip_unit"):
         HMMDetector(dip_unit="points")
     sim = at.simulate_cohort(40, 10, seed=4)

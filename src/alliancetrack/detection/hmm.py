@@ -1,7 +1,8 @@
 """Model-based rupture detection: a cohort hidden Markov model with rupture probabilities.
 
 :class:`HMMDetector` fits a hidden Markov model (stable, ruptured — repaired
-or persisting — and partially repaired states) to the whole cohort at once (see :mod:`alliancetrack.detection.hmm_fit` for
+or persisting —, partially repaired and declined states) to the whole cohort
+at once (see :mod:`alliancetrack.detection.hmm_fit` for
 the model and the fitting algorithm) and gives
 
 * episodes in the common episode table: the rupture session is the entry into
@@ -129,6 +130,11 @@ class HMMDetector:
     partial : bool, default True
         Add a partially repaired state (a shared fraction of the dip below
         the stable level, not counted as a rupture).
+    decline : bool, default True
+        Add a declined state (as low as a rupture, reached only through the
+        partially repaired state, absorbing, not counted as a rupture): a
+        slow slide is told apart from an abrupt rupture.  Needs
+        ``partial=True``.
     seed : int, default 0
     min_patients : int, default 10
         Fewer analysed patients is an error (use the rules or change points).
@@ -160,7 +166,7 @@ class HMMDetector:
     tol: float = 0.01
     prior_df: float = 4.0
     partial: bool = True
-    decline: bool = False
+    decline: bool = True
     seed: int = 0
     min_patients: int = 10
 
@@ -169,6 +175,8 @@ class HMMDetector:
             raise ValueError(f"dip_unit must be 'scale' or 'noise', got {self.dip_unit!r}.")
         if not (self.df > 0 and self.prior_df >= 0 and self.tol > 0):
             raise ValueError("df must be positive, prior_df non-negative and tol positive.")
+        if self.decline and not self.partial:
+            raise ValueError("decline=True needs partial=True (a decline passes through it).")
         if int(self.n_starts) < 1 or int(self.max_iter) < 1 or int(self.min_patients) < 2:
             raise ValueError("n_starts and max_iter must be at least 1, min_patients at least 2.")
 
