@@ -7,15 +7,17 @@ better:
 
 * hidden states *stable*, *ruptured* (two of them: one repaired with a
   shared probability per session, one persisting to the end of treatment)
-  and, by default, *partially repaired* (see :data:`STATE_DIP`), a
-  first-order Markov chain with start probabilities ``pi`` and a transition
-  matrix ``A`` shared by all patients (``A[0, 1] + A[0, 2]``: probability
+  and, by default, *partially repaired* and *declined* (see
+  :data:`STATE_DIP` and :data:`ALLOWED_DECLINE`), a first-order Markov
+  chain with start probabilities ``pi`` and a transition matrix ``A``
+  shared by all patients (``A[0, 1] + A[0, 2]``: probability
   that a rupture starts at the next session; ``A[1, 0] + A[1, 3]``: that it
   is repaired);
 * in the stable state patient *i* is rated ``level_i + slope_i · z_t + e``;
   in a ruptured state ``dip`` lower (in scale points, or in units of the
   patient's noise scale with ``dip_unit="noise"``), shared by the cohort,
-  and in the partially repaired state ``rho · dip`` lower;
+  in the partially repaired state ``rho · dip`` lower, and in the declined
+  state (reached only through the partial one, not a rupture) ``dip`` lower;
 * ``e`` is Student t with ``df`` degrees of freedom and patient scale
   ``sigma_i`` (robust to outlying sessions), and ratings at the scale's
   ceiling (floor) enter as censored: ``P(X ≥ high)`` (``P(X ≤ low)``);
