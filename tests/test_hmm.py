@@ -229,3 +229,17 @@ def test_scenarios_change_what_they_say():
     # defaults are unchanged by the new options
     again = at.simulate_cohort(300, 12, seed=2, **at.SCENARIOS["clean"])
     pd.testing.assert_frame_equal(base.sessions, again.sessions)
+
+
+def test_validation_study_runs_scenarios_and_the_hmm():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = at.validation_study(noise_sd=[0.2], depth=[1.0], methods=["gumz-2012", "hmm"],
+                                  scenarios=["rough", "clean"], n_patients=40, seed=3)
+    t = res.table
+    assert t[["scenario", "method"]].values.tolist() == [
+        ["rough", "gumz-2012"], ["rough", "hmm"], ["clean", "gumz-2012"], ["clean", "hmm"]]
+    assert t["f1"].between(0, 1).all()
+    assert res.settings["scenarios"] == ["rough", "clean"]
+    with pytest.raises(ValueError, match="Unknown scenario"):
+        at.validation_study(scenarios=["smooth"], methods=["rci"])

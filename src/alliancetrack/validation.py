@@ -146,11 +146,11 @@ def _detector(spec) -> tuple[str, dict]:
     """
     if isinstance(spec, str):
         key = spec.strip().lower()
-        if key == "changepoint":
-            return "changepoint", {"method": "changepoint"}
+        if key in ("changepoint", "hmm"):
+            return key, {"method": key}
         if key not in PRESETS:
             raise ValueError(f"Unknown detector {spec!r}; use a preset ({', '.join(PRESETS)}), "
-                             "'changepoint', a DipRecoveryRule or a dict of detect_episodes "
+                             "'changepoint', 'hmm', a DipRecoveryRule or a dict of detect_episodes "
                              "arguments.")
         return key, {"method": "rules", "rule": key}
     if isinstance(spec, DipRecoveryRule):
