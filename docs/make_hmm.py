@@ -12,6 +12,7 @@ page).  Everything is determined by the seeds below; results do not depend on
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import warnings
 from pathlib import Path
@@ -35,8 +36,8 @@ def markdown(df: pd.DataFrame, digits: int = 2) -> str:
     return "\n".join(lines)
 
 
-def f1_study(quick: bool, n_jobs: int) -> tuple[pd.DataFrame, str]:
-    methods = [*at.PRESETS, "changepoint", {"label": "hmm", "method": "hmm"}]
+def f1_study(quick: bool, n_jobs: int, hmm: dict) -> tuple[pd.DataFrame, str]:
+    methods = [*at.PRESETS, "changepoint", {"label": "hmm", "method": "hmm", **hmm}]
     res = at.validation_study(noise_sd=[0.15, 0.25], depth=[0.8, 1.2], methods=methods,
                               scenarios=list(at.SCENARIOS), n_patients=80 if quick else 200,
                               n_reps=1 if quick else 2, seed=SEED, n_jobs=n_jobs)
@@ -59,7 +60,7 @@ def f1_study(quick: bool, n_jobs: int) -> tuple[pd.DataFrame, str]:
     return table, "\n".join(text)
 
 
-def calibration_study(quick: bool) -> tuple[pd.DataFrame, str]:
+def calibration_study(quick: bool, hmm: dict) -> tuple[pd.DataFrame, str]:
     rows, text = [], ["### Calibration (reliability: mean predicted p vs observed share)", ""]
     summary = []
     for k, (name, settings) in enumerate(at.SCENARIOS.items()):
@@ -70,7 +71,7 @@ def calibration_study(quick: bool) -> tuple[pd.DataFrame, str]:
             data = at.read_alliance(sim.sessions, therapist="therapist", scale=sim.scale)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                p = at.rupture_probabilities(data)
+                p = at.rupture_probabilities(data, **hmm)
             off = rep * 100_000  # keep the replications' patients apart
             probs.append(p.assign(patient=p["patient"] + off))
             truths.append(sim.truth.assign(patient=sim.truth["patient"] + off))
@@ -123,15 +124,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n-jobs", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="few simulations (a smoke test)")
+    ap.add_argument("--hmm", default="{}", help="HMMDetector options as JSON (default: none)")
     args = ap.parse_args()
+    hmm = json.loads(args.hmm)
     FIGURES.mkdir(exist_ok=True)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        f1, f1_text = f1_study(args.quick, args.n_jobs)
+        f1, f1_text = f1_study(args.quick, args.n_jobs, hmm)
     f1.round(4).to_csv(FIGURES / "hmm_f1.csv", index=False)
     print(f1_text, flush=True)
-    cal, cal_text = calibration_study(args.quick)
+    cal, cal_text = calibration_study(args.quick, hmm)
     cal.round(4).to_csv(FIGURES / "hmm_calibration.csv", index=False)
     print(cal_text)
     plot_calibration(cal).save(FIGURES / "hmm_calibration.png", width=8, height=5, dpi=100,

@@ -16,7 +16,7 @@ from scipy import stats
 
 import alliancetrack as at
 from alliancetrack.detection.hmm import HMMDetector
-from alliancetrack.detection.hmm_fit import forward_backward, viterbi
+from alliancetrack.detection.hmm_fit import forward_backward, onset_probabilities, viterbi
 from alliancetrack.validation import evaluate_detection
 
 
@@ -60,6 +60,7 @@ def test_missing_steps_equal_brute_force_enumeration():
     log_e[1, 3:] = 0.0         # padding after the last session
     post, ll, counts = forward_backward(log_e, start, trans)
     path = viterbi(log_e, start, trans)
+    onset = onset_probabilities(log_e, start, trans, np.array([False, True, True]))
     ref_counts = np.zeros((3, 3))
     for i in range(3):
         weights, paths = [], []
@@ -74,11 +75,16 @@ def test_missing_steps_equal_brute_force_enumeration():
         np.testing.assert_allclose(ll[i], np.logaddexp.reduce(w), rtol=1e-10)
         prob = np.exp(w - np.logaddexp.reduce(w))
         marg = np.zeros((5, 3))
+        ref_onset = np.zeros(5)
         for p, pr in zip(paths, prob, strict=True):
             marg[np.arange(5), list(p)] += pr
+            ref_onset[0] += pr * (p[0] > 0)
+            for t in range(1, 5):
+                ref_onset[t] += pr * (p[t - 1] == 0 and p[t] > 0)
             for t in range(4):
                 ref_counts[p[t], p[t + 1]] += pr
         np.testing.assert_allclose(post[i], marg, atol=1e-10)
+        np.testing.assert_allclose(onset[i], ref_onset, atol=1e-10)
         np.testing.assert_array_equal(path[i], paths[int(np.argmax(w))])
     np.testing.assert_allclose(counts, ref_counts, atol=1e-10)
 
@@ -134,6 +140,12 @@ def test_rupture_probabilities_rows_and_missing(clean):
     missing = data.frame["alliance"].isna().to_numpy()
     assert p["p_rupture"].isna().to_numpy().tolist() == missing.tolist()
     assert p["p_rupture"].dropna().between(0, 1).all()
+    # the expected number of ruptures per patient is close to the episodes found
+    expected = p.groupby("patient")["p_onset"].sum()
+    found = HMMDetector(n_starts=1).detect(data).groupby("patient").size()
+    found = found.reindex(expected.index, fill_value=0)
+    assert abs(expected.sum() - found.sum()) < 0.1 * found.sum()
+    assert np.corrcoef(expected, found)[0, 1] > 0.9
 
 
 def test_lower_is_better_scale_is_mirrored(clean):

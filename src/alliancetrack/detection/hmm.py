@@ -32,7 +32,14 @@ import pandas as pd
 from ..data import AllianceData, as_alliance_data
 from ..episode_table import attach, finalize_episodes
 from ..errors import AllianceDataError
-from .hmm_fit import FitResult, fit_hmm, forward_backward, hmm_log_emissions, viterbi
+from .hmm_fit import (
+    FitResult,
+    fit_hmm,
+    forward_backward,
+    hmm_log_emissions,
+    onset_probabilities,
+    viterbi,
+)
 
 __all__ = ["HMMDetector", "HMMFit", "rupture_probabilities"]
 
@@ -60,6 +67,8 @@ class HMMFit:
         Viterbi state path: True in a rupture state.
     stable_mean : ndarray (N, T)
         Fitted stable-state mean (mirrored scale).
+    onset : ndarray (N, T)
+        Posterior probability that a rupture starts at each chain step.
     sign : float
         1, or -1 where the scale was mirrored.
     """
@@ -72,6 +81,7 @@ class HMMFit:
     posterior: np.ndarray
     path: np.ndarray
     stable_mean: np.ndarray
+    onset: np.ndarray
     sign: float
     excluded: pd.DataFrame
 
@@ -253,9 +263,12 @@ class HMMDetector:
                                  "converged": r.converged} for r in runs])
         stable = best.params.means(Z)[:, :, 0]
         p_rupt = post[:, :, best.params.ruptured].sum(axis=2)
+        onset = onset_probabilities(log_e, best.params.start, best.params.trans,
+                                    best.params.ruptured)
         return HMMFit(detector=self, patients=ids, frame=frame.reset_index(drop=True),
                       best=best, runs=runs_df, posterior=np.where(rated, p_rupt, np.nan),
-                      path=best.params.ruptured[path], stable_mean=stable, sign=sign,
+                      path=best.params.ruptured[path], stable_mean=stable, onset=onset,
+                      sign=sign,
                       excluded=data.excluded)
 
     # ------------------------------------------------------------------ outputs
@@ -318,13 +331,13 @@ def episodes_from_fit(fit: HMMFit, patient_dtype=None) -> pd.DataFrame:
 
 
 def probabilities_from_fit(fit: HMMFit, data: AllianceData) -> pd.DataFrame:
-    """``patient, session, p_rupture`` for every row of ``data.frame``."""
+    """``patient, session, p_rupture, p_onset`` for every row of ``data.frame``."""
     _, rows, _, _ = _pack(fit.frame)
-    p = fit.posterior[rows[:, 0], rows[:, 1]]
-    analysed = fit.frame.assign(p_rupture=p)
+    analysed = fit.frame.assign(p_rupture=fit.posterior[rows[:, 0], rows[:, 1]],
+                                p_onset=fit.onset[rows[:, 0], rows[:, 1]])
     out = data.frame[["patient", "session"]].merge(
-        analysed[["patient", "session", "p_rupture"]], on=["patient", "session"], how="left",
-        sort=False)
+        analysed[["patient", "session", "p_rupture", "p_onset"]], on=["patient", "session"],
+        how="left", sort=False)
     out.attrs["excluded"] = attach(fit.excluded.reset_index(drop=True))
     out.attrs["hmm"] = fit.summary()
     return out
@@ -345,12 +358,16 @@ def rupture_probabilities(data, method: str = "hmm", **params) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        ``patient, session, p_rupture``: one row per row of the data, NaN for
-        missing ratings and for patients not analysed (listed in
-        ``attrs["excluded"]``).  ``attrs["hmm"]`` holds the fitted shared
-        parameters and the convergence report.  Summed over a patient's
-        sessions, ``p_rupture`` is the expected number of sessions in a
-        rupture.
+        ``patient, session, p_rupture, p_onset``: one row per row of the
+        data.  ``p_rupture`` is NaN for missing ratings; both are NaN for
+        patients not analysed (listed in ``attrs["excluded"]``).
+        ``p_onset`` is the probability that a rupture *starts* at the session
+        (the chain passes through missing sessions, so it is defined there
+        too): summed over a patient's sessions it is the expected number of
+        ruptures, a per-patient predictor that carries its uncertainty;
+        summed ``p_rupture`` is the expected number of sessions in a rupture.
+        ``attrs["hmm"]`` holds the fitted shared parameters and the
+        convergence report.
 
     Examples
     --------
@@ -358,7 +375,7 @@ def rupture_probabilities(data, method: str = "hmm", **params) -> pd.DataFrame:
     >>> sim = at.simulate_cohort(60, 10, seed=2)
     >>> p = at.rupture_probabilities(sim.sessions, n_starts=1)
     >>> p.columns.tolist(), bool(p["p_rupture"].dropna().between(0, 1).all())
-    (['patient', 'session', 'p_rupture'], True)
+    (['patient', 'session', 'p_rupture', 'p_onset'], True)
     """
     if method != "hmm":
         raise ValueError(f"rupture_probabilities supports method='hmm' only, got {method!r}.")

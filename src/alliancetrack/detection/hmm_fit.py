@@ -50,7 +50,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import special
 
-__all__ = ["HMMParams", "fit_hmm", "forward_backward", "hmm_log_emissions", "viterbi"]
+__all__ = ["HMMParams", "fit_hmm", "forward_backward", "hmm_log_emissions",
+           "onset_probabilities", "viterbi"]
 
 _TINY = 1e-300
 
@@ -109,6 +110,19 @@ def forward_backward(log_e: np.ndarray, start: np.ndarray, trans: np.ndarray
     >>> post.round(3).tolist()
     [[[0.76, 0.24], [0.532, 0.468]]]
     """
+    alpha, beta, scale, e, shift = _lattice(log_e, start, trans)
+    counts = np.zeros_like(trans)
+    for t in range(len(e) - 1):
+        eb = e[t + 1] * beta[t + 1] / scale[t + 1, :, None]
+        counts += trans * (alpha[t].T @ eb)
+    post = alpha * beta
+    post /= post.sum(axis=2, keepdims=True)
+    loglik = np.log(scale).sum(axis=0) + shift[:, :, 0].sum(axis=1)
+    return post.transpose(1, 0, 2), loglik, counts
+
+
+def _lattice(log_e, start, trans):
+    """Scaled forward and backward variables, time-major (T, N, K)."""
     n, t_len, _ = log_e.shape
     shift = log_e.max(axis=2, keepdims=True)
     # time-major copies: every step then reads and writes contiguous (N, K) blocks
@@ -124,15 +138,37 @@ def forward_backward(log_e: np.ndarray, start: np.ndarray, trans: np.ndarray
         alpha[t] = a / scale[t, :, None]
     beta = np.empty_like(e)
     beta[-1] = 1.0
-    counts = np.zeros_like(trans)
     for t in range(t_len - 2, -1, -1):
-        eb = e[t + 1] * beta[t + 1] / scale[t + 1, :, None]
-        counts += trans * (alpha[t].T @ eb)
-        beta[t] = eb @ trans.T
-    post = alpha * beta
-    post /= post.sum(axis=2, keepdims=True)
-    loglik = np.log(scale).sum(axis=0) + shift[:, :, 0].sum(axis=1)
-    return post.transpose(1, 0, 2), loglik, counts
+        beta[t] = (e[t + 1] * beta[t + 1] / scale[t + 1, :, None]) @ trans.T
+    return alpha, beta, scale, e, shift
+
+
+def onset_probabilities(log_e: np.ndarray, start: np.ndarray, trans: np.ndarray,
+                        ruptured: np.ndarray) -> np.ndarray:
+    """Posterior probability that a rupture starts at each step, shape (N, T).
+
+    At step 0 the probability of starting in a ``ruptured`` state; later
+    ``P(state[t-1] not ruptured, state[t] ruptured | data)``.  Summed over a
+    sequence: the expected number of ruptures.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> log_e = np.log(np.array([[[0.9, 0.1], [0.1, 0.9], [0.1, 0.9]]]))
+    >>> p = onset_probabilities(log_e, np.array([0.9, 0.1]),
+    ...                         np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([False, True]))
+    >>> p.round(3).tolist()
+    [[0.074, 0.745, 0.091]]
+    """
+    alpha, beta, scale, e, _ = _lattice(log_e, start, trans)
+    out = np.empty(alpha.shape[:2])
+    post0 = alpha[0] * beta[0]
+    out[0] = (post0[:, ruptured]).sum(axis=1) / post0.sum(axis=1)
+    sub = trans[np.ix_(~ruptured, ruptured)]
+    for t in range(1, len(e)):
+        eb = (e[t] * beta[t] / scale[t, :, None])[:, ruptured]
+        out[t] = ((alpha[t - 1][:, ~ruptured] @ sub) * eb).sum(axis=1)
+    return out.T
 
 
 def viterbi(log_e: np.ndarray, start: np.ndarray, trans: np.ndarray) -> np.ndarray:
