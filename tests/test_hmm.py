@@ -175,11 +175,13 @@ def test_label_round_trip_and_determinism():
     assert det.label == "hmm[df=3.0, dip_unit='noise', n_starts=5]"
     assert HMMDetector.from_label(det.label) == det
     assert HMMDetector.from_label("hmm") == HMMDetector()
-    plain = HMMDetector(partial=False, decline=False)
-    assert plain.label == "hmm[partial=False, decline=False]"
+    plain = HMMDetector(partial=False)
+    assert plain.label == "hmm[partial=False]"
     assert HMMDetector.from_label(plain.label) == plain
+    five = HMMDetector(decline=True)
+    assert HMMDetector.from_label(five.label) == five
     with pytest.raises(ValueError, match="partial=True"):
-        HMMDetector(partial=False)
+        HMMDetector(partial=False, decline=True)
     with pytest.raises(ValueError, match="dip_unit"):
         HMMDetector(dip_unit="points")
     sim = at.simulate_cohort(40, 10, seed=4)

@@ -1,7 +1,7 @@
 """Model-based rupture detection: a cohort hidden Markov model with rupture probabilities.
 
 :class:`HMMDetector` fits a hidden Markov model (stable, ruptured — repaired
-or persisting —, partially repaired and declined states) to the whole cohort
+or persisting — and partially repaired states; optionally a declined state) to the whole cohort
 at once (see :mod:`alliancetrack.detection.hmm_fit` for
 the model and the fitting algorithm) and gives
 
@@ -140,7 +140,7 @@ class HMMDetector:
     partial : bool, default True
         Add a partially repaired state (a shared fraction of the dip below
         the stable level, not counted as a rupture).
-    decline : bool, default True
+    decline : bool, default False
         Add a declined state (as low as a rupture, reached only through the
         partially repaired state, absorbing, not counted as a rupture): a
         slow slide is told apart from an abrupt rupture.  Needs
@@ -176,7 +176,7 @@ class HMMDetector:
     tol: float = 0.01
     prior_df: float = 4.0
     partial: bool = True
-    decline: bool = True
+    decline: bool = False
     seed: int = 0
     min_patients: int = 10
 

@@ -503,7 +503,7 @@ def _run(X, Z, bounds, params: HMMParams, max_iter: int, tol: float, nu0: float,
 
 def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = None, *,
             df: float = 10.0, dip_unit: str = "scale", n_starts: int = 3, max_iter: int = 200,
-            tol: float = 0.01, prior_df: float = 4.0, partial: bool = True, decline: bool = True,
+            tol: float = 0.01, prior_df: float = 4.0, partial: bool = True, decline: bool = False,
             seed: int = 0) -> tuple[FitResult, list[FitResult], np.ndarray]:
     """Fit the cohort HMM from several starts; the best by log-likelihood first.
 
