@@ -1,8 +1,8 @@
 """Model-based rupture detection: a cohort hidden Markov model with rupture probabilities.
 
 :class:`HMMDetector` fits a hidden Markov model (stable, ruptured — repaired
-or persisting — and partially repaired states; optionally a declined state) to the whole cohort
-at once (see :mod:`alliancetrack.detection.hmm_fit` for
+or persisting — and partially repaired states; optionally a declined state)
+to the whole cohort at once (see :mod:`alliancetrack.detection.hmm_fit` for
 the model and the fitting algorithm) and gives
 
 * episodes in the common episode table: the rupture session is the entry into
