@@ -257,3 +257,14 @@ def test_validation_study_runs_scenarios_and_the_hmm():
     assert res.settings["scenarios"] == ["rough", "clean"]
     with pytest.raises(ValueError, match="Unknown scenario"):
         at.validation_study(scenarios=["smooth"], methods=["rci"])
+
+
+def test_subsample_warm_start_agrees_with_the_full_fit(clean, clean_fit):
+    sim, data = clean
+    fit = HMMDetector(subsample=60).fit(data)
+    assert fit.runs["n_patients"].tolist() == [60, 60, 60, 200]
+    ep = HMMDetector(subsample=60).detect(data)
+    a = set(zip(ep["patient"], ep["rupture_session"], strict=True))
+    b = set(zip(clean_fit["patient"], clean_fit["rupture_session"], strict=True))
+    assert len(a & b) >= 0.95 * max(len(a), len(b))
+    assert ep.attrs["hmm"]["converged"]

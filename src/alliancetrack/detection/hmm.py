@@ -59,7 +59,9 @@ class HMMFit:
     best : FitResult
         Parameters, log-likelihood, iterations and convergence of the best start.
     runs : DataFrame
-        One row per start: ``start, loglik, n_iter, converged``.
+        One row per EM run: ``start, n_patients, loglik, n_iter, converged``
+        (with more than ``subsample`` patients, the starts on the subsample
+        and then the whole-cohort fit).
     posterior : ndarray (N, T)
         Posterior probability of the ruptured state at every chain step
         (NaN where no rating).
@@ -92,7 +94,7 @@ class HMMFit:
         return {"p_rupture": p_rupture, "p_repair": float(p.trans[1, 0]),
                 "share_unrepaired": float(p.trans[0, 2] / p_rupture) if p_rupture > 0 else np.nan,
                 "p_start_ruptured": float(p.start[p.ruptured].sum()), "dip": float(p.dip),
-                "partial_share": p.rho,
+                "partial_share": p.rho, "dip_sd": float(p.dip_sd),
                 "dip_unit": p.dip_unit, "df": float(p.df),
                 "median_sigma": float(np.median(p.sigma)), "loglik": float(self.best.loglik),
                 "n_iter": int(self.best.n_iter), "converged": bool(self.best.converged),
@@ -145,6 +147,15 @@ class HMMDetector:
         partially repaired state, absorbing, not counted as a rupture): a
         slow slide is told apart from an abrupt rupture.  Needs
         ``partial=True``.
+    dip_spread : bool, default False
+        Let dips vary between episodes: rupture-state emissions get the
+        extra variance ``dip_sd²`` (estimated).  Mixed results in the
+        validation (better on rough data with clear dips, worse on shallow
+        dips in noise), so off by default.
+    subsample : int, default 5000
+        In larger cohorts the ``n_starts`` starts are run on this many
+        randomly drawn patients and the whole cohort is fitted once, from
+        the best start (for speed; see ``HMMFit.runs``).
     seed : int, default 0
     min_patients : int, default 10
         Fewer analysed patients is an error (use the rules or change points).
@@ -177,6 +188,8 @@ class HMMDetector:
     prior_df: float = 4.0
     partial: bool = True
     decline: bool = False
+    dip_spread: bool = False
+    subsample: int = 5000
     seed: int = 0
     min_patients: int = 10
 
@@ -187,8 +200,10 @@ class HMMDetector:
             raise ValueError("df must be positive, prior_df non-negative and tol positive.")
         if self.decline and not self.partial:
             raise ValueError("decline=True needs partial=True (a decline passes through it).")
-        if int(self.n_starts) < 1 or int(self.max_iter) < 1 or int(self.min_patients) < 2:
-            raise ValueError("n_starts and max_iter must be at least 1, min_patients at least 2.")
+        if int(self.n_starts) < 1 or int(self.max_iter) < 1 or int(self.min_patients) < 2 \
+                or int(self.subsample) < int(self.min_patients):
+            raise ValueError("n_starts and max_iter must be at least 1, min_patients at least 2 "
+                             "and subsample at least min_patients.")
 
     @property
     def label(self) -> str:
@@ -250,7 +265,8 @@ class HMMDetector:
         best, runs, Z = fit_hmm(Xm, S, bounds, df=self.df, dip_unit=self.dip_unit,
                                 n_starts=int(self.n_starts), max_iter=int(self.max_iter),
                                 tol=self.tol, prior_df=self.prior_df, partial=self.partial,
-                                decline=self.decline, seed=self.seed)
+                                decline=self.decline, dip_spread=self.dip_spread,
+                                subsample=int(self.subsample), seed=self.seed)
         if not best.converged:
             warnings.warn(
                 f"The HMM did not converge in {self.max_iter} iterations (best of "
@@ -259,7 +275,8 @@ class HMMDetector:
         post, _, _ = forward_backward(log_e, best.params.start, best.params.trans)
         path = viterbi(log_e, best.params.start, best.params.trans)
         rated = np.isfinite(X)
-        runs_df = pd.DataFrame([{"start": r.start, "loglik": r.loglik, "n_iter": r.n_iter,
+        runs_df = pd.DataFrame([{"start": r.start, "n_patients": r.n_patients,
+                                 "loglik": r.loglik, "n_iter": r.n_iter,
                                  "converged": r.converged} for r in runs])
         stable = best.params.means(Z)[:, :, 0]
         p_rupt = post[:, :, best.params.ruptured].sum(axis=2)

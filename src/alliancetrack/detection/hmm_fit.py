@@ -226,6 +226,8 @@ class HMMParams:
     mult: np.ndarray = field(default_factory=lambda: STATE_DIP.copy())
     allowed: np.ndarray = field(default_factory=lambda: ALLOWED.copy())
     ruptured: np.ndarray = field(default_factory=lambda: RUPTURED.copy())
+    dip_sd: float = 0.0
+    fit_dip_sd: bool = False
 
     @property
     def rho(self) -> float:
@@ -257,11 +259,18 @@ def _censored(X: np.ndarray, bounds) -> tuple[tuple, tuple]:
         return np.nonzero(X >= hi - 1e-9), np.nonzero(X <= lo + 1e-9)
 
 
-def _state_means(Z: np.ndarray, params: HMMParams) -> tuple[np.ndarray, np.ndarray]:
-    """Means of the distinct state levels (N, T, U) and each state's column in them."""
+def _state_means(Z: np.ndarray, params: HMMParams
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Means (N, T, U) and scales (N, U) of the distinct state levels, and each state's column.
+
+    A lowered state's scale adds the spread of dips between episodes:
+    ``sqrt(sigma_i² + (mult · dip_sd)²)``.
+    """
     levels, inverse = np.unique(params.mult, return_inverse=True)
     stable = params.level[:, None] + params.slope[:, None] * Z
-    return stable[:, :, None] - params.dips()[:, None, None] * levels[None, None, :], inverse
+    mu = stable[:, :, None] - params.dips()[:, None, None] * levels[None, None, :]
+    scale = np.sqrt(params.sigma[:, None] ** 2 + (levels[None, :] * params.dip_sd) ** 2)
+    return mu, inverse, scale
 
 
 def hmm_log_emissions(X: np.ndarray, Z: np.ndarray, params: HMMParams,
@@ -272,17 +281,17 @@ def hmm_log_emissions(X: np.ndarray, Z: np.ndarray, params: HMMParams,
     are censored: their emission is the probability of a rating at or beyond
     the bound.  States with the same mean share one computation.
     """
-    mu, inverse = _state_means(Z, params)
-    sig = params.sigma[:, None, None]
+    mu, inverse, scale = _state_means(Z, params)
+    sig = scale[:, None, :]
     obs = np.isfinite(X)
     x = np.where(obs, X, 0.0)[:, :, None]
     out = _t_logpdf(x - mu, sig, params.df)
     (tr, tc), (br, bc) = _censored(X, bounds)
     if len(tr):
-        z = (bounds[1] - mu[tr, tc]) / params.sigma[tr, None]
+        z = (bounds[1] - mu[tr, tc]) / scale[tr]
         out[tr, tc] = np.log(np.maximum(special.stdtr(params.df, -z), _TINY))
     if len(br):
-        z = (bounds[0] - mu[br, bc]) / params.sigma[br, None]
+        z = (bounds[0] - mu[br, bc]) / scale[br]
         out[br, bc] = np.log(np.maximum(special.stdtr(params.df, z), _TINY))
     out *= obs[:, :, None]
     return out[:, :, inverse]
@@ -296,18 +305,18 @@ def _effective(X: np.ndarray, Z: np.ndarray, params: HMMParams,
     ``(df + 1) / (df + r²/σ²)``; censored ratings get their conditional mean
     beyond the bound (normal approximation) and weight 1.
     """
-    mu, inverse = _state_means(Z, params)
+    mu, inverse, scale = _state_means(Z, params)
     df = params.df
     obs = np.isfinite(X)
     x = np.where(obs, X, 0.0)[:, :, None]
-    r = (x - mu) / params.sigma[:, None, None]
+    r = (x - mu) / scale[:, None, :]
     w = (df + 1) / (df + r**2)
     y = np.broadcast_to(x, mu.shape).copy()
     (tr, tc), (br, bc) = _censored(X, bounds)
     for rows, cols, bound, side in ((tr, tc, bounds and bounds[1], 1.0),
                                     (br, bc, bounds and bounds[0], -1.0)):
         if len(rows):
-            m, s = mu[rows, cols], params.sigma[rows, None]
+            m, s = mu[rows, cols], scale[rows]
             a = np.clip(side * (bound - m) / s, -8, 8)
             y[rows, cols] = m + side * s * np.exp(-0.5 * a**2) / np.sqrt(2 * np.pi) / \
                 np.maximum(special.ndtr(-a), 1e-12)
@@ -362,6 +371,14 @@ def _m_dip(post, y, w, Z, params: HMMParams, min_dip: float) -> None:
         num = (g * gap * inv).sum()
         den = (g * m * inv).sum()
     params.dip = float(max(num / den, min_dip)) if den > 0 else params.dip
+    if params.fit_dip_sd:  # spread of dips between episodes (moments, full-dip states)
+        full = params.mult == 1.0
+        gf = (post * w)[:, :, full]
+        res2 = (y[:, :, full] - (stable - params.dips()[:, None, None])) ** 2
+        tot = gf.sum()
+        if tot > 0:
+            excess = (gf * (res2 - params.sigma[:, None, None] ** 2)).sum() / tot
+            params.dip_sd = float(np.sqrt(max(excess, 0.0)))
     if len(params.mult) > 3:  # the partially repaired state: its share of the dip
         g3 = post[:, :, 3] * w[:, :, 3]
         d = params.dips()[:, None]
@@ -383,6 +400,7 @@ class FitResult:
     n_iter: int
     converged: bool
     start: int
+    n_patients: int = 0
 
 
 def _initial(X, Z, rng, k: int, df: float, dip_unit: str, partial: bool,
@@ -472,20 +490,20 @@ def _level_search(X, Z, bounds, params: HMMParams) -> None:
 
 
 def _run(X, Z, bounds, params: HMMParams, max_iter: int, tol: float, nu0: float,
-         min_dip: float, start: int) -> FitResult:
+         min_dip: float, start: int, search_at: tuple[int, ...] = SEARCH_AT) -> FitResult:
     n_obs = np.isfinite(X).sum(axis=1)
     prev = np.full(X.shape, np.inf)
     converged = False
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007 (it is reported)
-        if it in SEARCH_AT:
+        if it in search_at:
             _level_search(X, Z, bounds, params)
         log_e = hmm_log_emissions(X, Z, params, bounds)
         post, ll, counts = forward_backward(log_e, params.start, params.trans)
         total = float(ll.sum())
         p_rupt = post[:, :, params.ruptured].sum(axis=2)
         change = np.abs(p_rupt - prev)[np.isfinite(X)]
-        if it > max(SEARCH_AT) and (change.size == 0 or
+        if it > max(search_at) and (change.size == 0 or
                                     np.mean(change > tol) < CONVERGED_SHARE):
             converged = True
             break
@@ -498,13 +516,14 @@ def _run(X, Z, bounds, params: HMMParams, max_iter: int, tol: float, nu0: float,
         params.trans = trans / trans.sum(axis=1, keepdims=True)
         st = post[:, 0].sum(axis=0) + 0.5
         params.start = st / st.sum()
-    return FitResult(params=params, loglik=total, n_iter=it, converged=converged, start=start)
+    return FitResult(params=params, loglik=total, n_iter=it, converged=converged, start=start,
+                     n_patients=len(X))
 
 
 def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = None, *,
             df: float = 10.0, dip_unit: str = "scale", n_starts: int = 3, max_iter: int = 200,
             tol: float = 0.01, prior_df: float = 4.0, partial: bool = True, decline: bool = False,
-            seed: int = 0) -> tuple[FitResult, list[FitResult], np.ndarray]:
+            dip_spread: bool = False, subsample: int = 5000, seed: int = 0) -> tuple[FitResult, list[FitResult], np.ndarray]:
     """Fit the cohort HMM from several starts; the best by log-likelihood first.
 
     Parameters
@@ -516,8 +535,13 @@ def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = N
         at the cohort's mean session.
     bounds : (float, float), optional
         Floor and ceiling of the (mirrored) scale: ratings there are censored.
-    df, dip_unit, n_starts, max_iter, tol, prior_df, partial, seed
+    df, dip_unit, n_starts, max_iter, tol, prior_df, partial, decline, dip_spread, seed
         See :class:`alliancetrack.detection.hmm.HMMDetector`.
+    subsample : int, default 5000
+        With more patients, the starts are run on this many patients drawn
+        at random (from ``seed``) and the whole cohort is then fitted once
+        from the best start's shared parameters (warm start: two level
+        searches, then EM to convergence).
 
     Returns
     -------
@@ -541,9 +565,22 @@ def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = N
     Z = np.where(np.isfinite(S), S - centre, 0.0)
     rng = np.random.default_rng(seed)
     min_dip = 0.5 if dip_unit == "noise" else 1e-3
+    big = len(X) > subsample
+    rows = np.sort(rng.choice(len(X), subsample, replace=False)) if big else slice(None)
+    Xs, Zs = X[rows], Z[rows]
     runs = []
     for k in range(n_starts):
-        params = _initial(X, Z, rng, k, df, dip_unit, partial, decline)
-        runs.append(_run(X, Z, bounds, params, max_iter, tol, prior_df, min_dip, k))
+        params = _initial(Xs, Zs, rng, k, df, dip_unit, partial, decline)
+        params.fit_dip_sd = dip_spread
+        runs.append(_run(Xs, Zs, bounds, params, max_iter, tol, prior_df, min_dip, k))
     best = max(runs, key=lambda r: r.loglik)
+    if big:  # the whole cohort, from the best start's shared parameters
+        params = _initial(X, Z, rng, 0, df, dip_unit, partial, decline)
+        shared = best.params
+        params.start, params.trans, params.dip = shared.start, shared.trans, shared.dip
+        params.mult, params.dip_sd = shared.mult.copy(), shared.dip_sd
+        params.fit_dip_sd, params.prior = dip_spread, dict(shared.prior)
+        best = _run(X, Z, bounds, params, max_iter, tol, prior_df, min_dip, best.start,
+                    search_at=(1, 5))
+        runs.append(best)
     return best, runs, Z
