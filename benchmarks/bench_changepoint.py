@@ -3,7 +3,7 @@
 Run: ``python benchmarks/bench_changepoint.py [--quick]``
 
 1. Speed, segmentation only: ``ruptures.Pelt(model="l2", min_size=1, jump=1)``
-   in a Python loop vs :func:`alliancetrack.fast_pelt.pelt_l2_batch`, on
+   in a Python loop vs :func:`alliancetrack.detection.pelt.pelt_l2_batch`, on
    10,000 and 100,000 patients x 20 sessions (WAI-like scores on a 1/12 grid,
    some with planted dips), each patient with its own BIC penalty.  The
    ruptures loop is timed on a subsample at 100k (and extrapolated linearly:
@@ -29,9 +29,9 @@ import pandas as pd
 import ruptures as rpt
 
 import alliancetrack as at
-from alliancetrack.changepoint import _noise_sd_rows, bic_penalty, detect_changepoint
-from alliancetrack.compare import compare_episodes
-from alliancetrack.fast_pelt import pelt_l2_batch
+from alliancetrack.agreement.compare import compare_episodes
+from alliancetrack.detection.changepoint import _noise_sd_rows, bic_penalty, detect_changepoint
+from alliancetrack.detection.pelt import pelt_l2_batch
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
 

@@ -1,7 +1,7 @@
 """A plain per-patient implementation of the dip-and-recovery semantics.
 
 This is the reference the vectorised engine must agree with (see
-``alliancetrack.rules`` for the semantics).  It is written for clarity, one
+``alliancetrack.detection.rules`` for the semantics).  It is written for clarity, one
 patient at a time with ``groupby().apply``, and shares no code with the engine.
 It is also used by ``benchmarks/bench_rules.py`` as the slow baseline.
 """

@@ -13,14 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import alliancetrack as at
-from alliancetrack.changepoint import (
+from alliancetrack.detection.changepoint import (
     ChangepointSegmenter,
     bic_penalty,
     detect_changepoint,
     episodes_from_segments,
     noise_sd,
 )
-from alliancetrack.episode_table import EPISODE_COLUMNS
+from alliancetrack.detection.episodes import EPISODE_COLUMNS
 
 REF = Path("/work/shared/reference")
 
@@ -228,7 +228,7 @@ def test_input_errors(kwargs, match):
 
 
 def test_cohort101_detection_against_truth():
-    from alliancetrack.compare import compare_episodes
+    from alliancetrack.agreement.compare import compare_episodes
 
     ad = at.read_alliance(REF / "cohort101_sessions.csv", therapist="therapist")
     truth = pd.read_csv(REF / "cohort101_truth.csv")
@@ -254,7 +254,7 @@ def _segmented_patients(draw):
 @settings(max_examples=400, deadline=None)
 @given(_segmented_patients(), st.sampled_from([0.25, 0.5, 1.0]), st.booleans())
 def test_batch_episode_mapping_equals_the_per_patient_mapping(patients, fraction, up):
-    from alliancetrack.changepoint import _episodes_batch
+    from alliancetrack.detection.changepoint import _episodes_batch
 
     expected = []
     for i, (values, sessions, bkps, shift) in enumerate(patients):

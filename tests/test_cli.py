@@ -98,7 +98,8 @@ def test_console_script_help_and_error_exit_code(tmp_path):
 def test_demo_writes_its_outputs(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--quiet"]) == 0
-    for name in ("episodes", "predictors", "agreement_with_truth", "excluded", "data_summary"):
+    for name in ("episodes", "predictors", "agreement_with_truth", "excluded", "data_summary",
+                 "strategies_linked", "strategy_effects"):
         assert (out / f"{name}.csv").exists()
     pred = pd.read_csv(out / "predictors.csv")
     ex = at.datasets.load_example()

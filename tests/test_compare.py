@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import alliancetrack as at
-from alliancetrack.compare import cohen_kappa, compare_episodes
+from alliancetrack.agreement.compare import cohen_kappa, compare_episodes
 
 REF = Path("/work/shared/reference")
 
@@ -96,7 +96,7 @@ def test_truth_table_and_allianceData_patients():
 
 def test_detector_output_is_accepted():
     ad = at.read_alliance(REF / "cohort101_sessions.csv", therapist="therapist")
-    from alliancetrack.changepoint import detect_changepoint
+    from alliancetrack.detection.changepoint import detect_changepoint
 
     det = detect_changepoint(ad)
     res = compare_episodes(det, det, patients=ad)

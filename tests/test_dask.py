@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import alliancetrack as at
+from alliancetrack.scaling import dask_engine
 
 dd = pytest.importorskip(
     "dask.dataframe", reason="the Dask engine needs the optional extra alliancetrack[dask]"
@@ -75,13 +76,13 @@ def test_rules_equal_in_memory(client, cohort, rule, overrides):
 
 
 def is_lazy(obj) -> bool:
-    return at.dask_engine.is_dask_dataframe(obj)
+    return dask_engine.is_dask_dataframe(obj)
 
 
 def test_sample_sd_is_global_not_per_partition(client, cohort):
     """Per-partition sample SDs would differ; the engine uses the cohort's."""
     ddf = dd.from_pandas(cohort, npartitions=6)
-    parts = at.dask_engine.partition_by_patient(ddf)
+    parts = dask_engine.partition_by_patient(ddf)
     sds = parts.map_partitions(lambda p: pd.Series([p["alliance"].std()])).compute()
     assert sds.nunique() > 1
     expected = at.detect_episodes(cohort, rule="gumz-2012", threshold=1.0)
@@ -105,7 +106,7 @@ def test_partitioned_input_is_not_shuffled_and_foreign_episodes_are(client, coho
     ddf = dd.concat(
         [dd.from_pandas(ordered[ordered["patient"].isin(b)], npartitions=1) for b in blocks]
     )
-    parts = at.dask_engine.partition_by_patient(ddf)
+    parts = dask_engine.partition_by_patient(ddf)
     assert parts._name == ddf._name  # already one partition per block of patients
     expected = at.detect_episodes(ordered, rule="stiles-2sd")
     _same_episodes(at.detect_episodes(ddf, rule="stiles-2sd"), expected)

@@ -8,8 +8,8 @@ import ruptures as rpt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from alliancetrack.detection.pelt import FastPelt, _segment_costs, pelt_l2_batch
 from alliancetrack.errors import AllianceDataError
-from alliancetrack.fast_pelt import FastPelt, _segment_costs, pelt_l2_batch
 
 
 def _ruptures(x, pen, min_size):

@@ -17,7 +17,7 @@ from scipy import stats
 import alliancetrack as at
 from alliancetrack.detection.hmm import HMMDetector
 from alliancetrack.detection.hmm_fit import forward_backward, onset_probabilities, viterbi
-from alliancetrack.validation import evaluate_detection
+from alliancetrack.simulation.studies import evaluate_detection
 
 
 # ----------------------------------------------------------------------------- recursions

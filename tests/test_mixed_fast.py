@@ -10,8 +10,8 @@ import pytest
 import statsmodels.formula.api as smf
 
 import alliancetrack as at
-from alliancetrack import mixed
-from alliancetrack.mixed import SingularFitWarning, fit_mixed
+from alliancetrack.models import mixed
+from alliancetrack.models.mixed import SingularFitWarning, fit_mixed
 
 # the reference cohort's outcome table, as the lme4 reference was computed
 from test_mixed import REF, _outcome_data  # isort: skip

@@ -1,4 +1,4 @@
-"""Tests for alliancetrack.outcome: outcome_model, group_contrasts, fit_gee_logistic."""
+"""Tests for alliancetrack.models.outcome: outcome_model, group_contrasts, fit_gee_logistic."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import statsmodels.api as sm
 import statsmodels.formula.api as smf
 
 import alliancetrack as at
-from alliancetrack.outcome import DroppedPatientsWarning
+from alliancetrack.models.outcome import DroppedPatientsWarning, FewClustersWarning
 
 REF = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
 
@@ -54,8 +54,9 @@ def lme4():
 
 def test_outcome_model_matches_lme4(pred, outcomes, lme4):
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # nothing dropped, no warning
-        res = at.outcome_model(pred, outcomes, predictors=["n_repaired", "n_unrepaired"])
+        warnings.simplefilter("error", DroppedPatientsWarning)  # nothing dropped, no warning
+        with pytest.warns(FewClustersWarning, match="only 15 therapist clusters"):
+            res = at.outcome_model(pred, outcomes, predictors=["n_repaired", "n_unrepaired"])
     assert res.model == "mixed" and res.n == 120 and res.dropped.empty
     c = res.coefs.set_index("term")
     for term in c.index:
@@ -134,11 +135,17 @@ def test_group_contrasts_by_hand(pred, outcomes):
         assert row["estimate"] == pytest.approx(-b["estimate"], rel=1e-6)
         assert row["se"] == pytest.approx(b["se"], rel=1e-6)
         assert row["ci_low"] == pytest.approx(-b["ci_high"], rel=1e-6)
-        df = 120 - 4
+        df = b["df"]  # the contrast's Satterthwaite df (issue 14), not n - p
+        assert 100 < df < 120 - 4
         t = b["statistic"]  # comparison minus repaired; lower BDI is better
-        assert row["df"] == df
+        assert row["df"] == pytest.approx(df, rel=1e-6)
         assert row["r"] == pytest.approx(t / np.sqrt(t**2 + df), rel=1e-6)
-        assert row["d"] == pytest.approx(2 * t / np.sqrt(df), rel=1e-6)
+        # d: adjusted difference over the total SD sqrt(tau^2 + sigma^2), with its CI
+        v = fit.variance.set_index("group")["variance"]
+        sd_total = np.sqrt(v["therapist"] + v["Residual"])
+        assert row["d"] == pytest.approx(b["estimate"] / sd_total, rel=1e-6)
+        assert row["d_ci_low"] == pytest.approx(b["ci_low"] / sd_total, rel=1e-6)
+        assert row["d_ci_high"] == pytest.approx(b["ci_high"] / sd_total, rel=1e-6)
         assert row["n_comparison"] == int((d["group"] == comp).sum())
     # the planted effects: repaired patients end with lower BDI, favouring repair
     assert (tab["estimate"] < 0).all() and (tab["r"] > 0).all()
@@ -162,7 +169,8 @@ def test_gee_logistic_against_statsmodels_and_independence():
     u = rng.normal(0, 0.5, 20)[d["therapist"]]
     d["dropout"] = rng.random(n) < 1 / (1 + np.exp(-(-1.2 + 0.6 * d["n_unrepaired"] + u)))
     d.loc[0, "n_unrepaired"] = np.nan
-    res = at.fit_gee_logistic("dropout ~ n_unrepaired", d)
+    res = at.fit_gee_logistic("dropout ~ n_unrepaired", d, small_sample=False)
+    assert res.cov_type == "robust" and np.isinf(res.df)
     assert res.n_dropped == 1 and res.nobs == n - 1
     c = res.coefs.set_index("term")
     np.testing.assert_allclose(c["odds_ratio"], np.exp(c["estimate"]))

@@ -8,7 +8,7 @@ import plotnine as p9
 import pytest
 
 import alliancetrack as at
-from alliancetrack.plots import changepoint_segments
+from alliancetrack.plotting.trajectories import changepoint_segments
 
 
 @pytest.fixture(scope="module")

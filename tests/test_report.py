@@ -11,7 +11,7 @@ import pytest
 
 import alliancetrack as at
 from alliancetrack.cli import main
-from alliancetrack.report import Progress
+from alliancetrack.report.html import Progress
 
 SECTIONS = ["data-summary", "episodes", "agreement", "predictors", "model", "figures"]
 
@@ -171,3 +171,11 @@ def test_progress_bar_only_on_tty():
     quiet = Progress(2, enabled=False, stream=TTY())
     quiet.step("a")
     assert quiet.stream.getvalue() == ""
+
+
+def test_outcome_model_section_has_methods_paragraph(report):
+    """The report states the df method, estimator and software (issue 14)."""
+    out, _ = report
+    text = (out / "report.html").read_text(encoding="utf-8")
+    assert "<b>Methods.</b>" in text
+    assert "Satterthwaite" in text and "restricted maximum likelihood" in text

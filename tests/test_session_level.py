@@ -1,4 +1,4 @@
-"""Tests for alliancetrack.session_level."""
+"""Tests for alliancetrack.models.session_level."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 import alliancetrack as at
-from alliancetrack.commands import sudden as sudden_cmd
+from alliancetrack.cli import sudden as sudden_cmd
 from alliancetrack.errors import AllianceDataError
 
 SGDATA = Path("/work/shared/data/sgdata.csv")
@@ -472,8 +472,8 @@ def test_no_intervals_and_no_changes():
     short = pd.DataFrame({"patient": 1, "session": [1, 2, 3], "alliance": [4.0, 2.0, 4.0]})
     iv, ch = at.sudden_changes(short, cutoff=1)
     assert len(iv) == 0 and len(ch) == 0
-    assert list(iv.columns) == list(at.sudden.INTERVAL_COLUMNS)
-    assert list(ch.columns) == list(at.sudden.CHANGE_COLUMNS)
+    assert list(iv.columns) == list(at.INTERVAL_COLUMNS)
+    assert list(ch.columns) == list(at.CHANGE_COLUMNS)
     flat = pd.DataFrame({"patient": 1, "session": range(1, 8), "alliance": 4.0})
     iv, ch = at.sudden_changes(flat, cutoff=1)
     desc = at.describe_sudden_changes(iv, ch)

@@ -12,7 +12,7 @@ import statsmodels.api as sm
 
 import alliancetrack as at
 from alliancetrack.cli import main
-from alliancetrack.validation import _ols_test
+from alliancetrack.simulation.studies import _ols_test
 
 NOISELESS = {"noise_sd": 0, "growth": 0, "missing_rate": 0, "grid": 0, "patient_sd": 0.1,
              "therapist_sd": 0.05}
@@ -144,7 +144,7 @@ def test_evaluation_without_detections_or_depth():
     no_depth = truth.drop(columns="depth")
     ev = at.evaluate_detection(no_depth, truth).iloc[0]
     assert ev["f1"] == 1 and np.isnan(ev["depth_bias"])
-    assert list(at.evaluate_detection(truth, truth).columns) == at.validation.EVALUATION_COLUMNS
+    assert list(at.evaluate_detection(truth, truth).columns) == at.EVALUATION_COLUMNS
 
 
 # ----------------------------------------------------------------------------- validation study

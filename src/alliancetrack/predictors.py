@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .dask_engine import episode_predictors_dask, is_dask_dataframe
-from .data import as_alliance_data, patient_codes
-from .episode_table import attached
-from .errors import AllianceDataError
+from alliancetrack.detection.episodes import attached
+from alliancetrack.errors import AllianceDataError
+from alliancetrack.reading.alliance import as_alliance_data, patient_codes
+from alliancetrack.scaling.dask_engine import episode_predictors_dask, is_dask_dataframe
+from alliancetrack.strategy_links import strategy_counts
 
 __all__ = ["episode_predictors", "PREDICTOR_COLUMNS"]
 
@@ -23,7 +24,8 @@ _NEEDED = ("patient", "rupture_session", "repaired", "depth", "method")
 _REPORTED = ("self-report", "observer")
 
 
-def episode_predictors(data, episodes: pd.DataFrame) -> pd.DataFrame:
+def episode_predictors(data, episodes: pd.DataFrame,
+                       strategies: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per input patient with episode counts and summaries.
 
     Parameters
@@ -34,7 +36,12 @@ def episode_predictors(data, episodes: pd.DataFrame) -> pd.DataFrame:
     episodes : DataFrame
         From :func:`alliancetrack.detect_episodes` (one method).  With a Dask
         DataFrame ``data`` the result is a Dask DataFrame; see
-        :func:`alliancetrack.dask_engine.episode_predictors_dask`.
+        :func:`alliancetrack.scaling.dask_engine.episode_predictors_dask`.
+    strategies : DataFrame, optional
+        From :func:`alliancetrack.link_strategies`: adds per-patient
+        ``n_strategy_episodes, n_strategies, n_immediate, n_expressive``
+        (:func:`alliancetrack.strategy_links.strategy_counts`; missing for a
+        patient without an episode in a coded session).
 
     Returns
     -------
@@ -77,7 +84,10 @@ def episode_predictors(data, episodes: pd.DataFrame) -> pd.DataFrame:
     0        1                               analysed           1    repaired                  0.5
     1        2  fewer than 3 rated sessions (2 rated)        <NA>        <NA>                  NaN
     """
-    if is_dask_dataframe(data):  # out of core / distributed: alliancetrack.dask_engine
+    if is_dask_dataframe(data):  # out of core / distributed: alliancetrack.scaling.dask_engine
+        if strategies is not None:
+            raise ValueError("strategies= is not available with Dask data; compute the "
+                             "predictors, then merge strategy_counts(linked, patients).")
         return episode_predictors_dask(data, episodes)
     if hasattr(data, "_coverage_data"):  # PSQData / ObserverData: sessions covered
         data = data._coverage_data(episodes)
@@ -203,4 +213,7 @@ def episode_predictors(data, episodes: pd.DataFrame) -> pd.DataFrame:
         out["mean_intensity"] = gi.mean().reindex(patients).to_numpy(dtype="float64")
         out["max_intensity"] = gi.max().reindex(patients).to_numpy(dtype="float64")
     out["patient"] = out["patient"].astype(patients.dtype)
+    if strategies is not None:
+        counts_ = strategy_counts(strategies, patients)
+        out = pd.concat([out, counts_.drop(columns="patient")], axis=1)
     return out

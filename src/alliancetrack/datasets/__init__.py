@@ -21,6 +21,7 @@ EXAMPLE_FILES = {
     "truth": "example_truth.csv",
     "psq": "example_psq.csv",
     "observer": "example_observer.csv",
+    "strategies": "example_strategies.csv",
 }
 
 
@@ -30,18 +31,22 @@ class Example:
     ``outcomes`` (BDI-II pre/post per patient), ``truth`` (the planted
     episodes), ``psq`` (Post-Session Questionnaire rupture items of patient
     and therapist, patients 1-60) and ``observer`` (3RS codes per 5-minute
-    segment for about half the sessions of patients 1-30)."""
+    segment for about half the sessions of patients 1-30) and ``strategies``
+    (the 3RS resolution strategies used in those coded sessions, one row per
+    use; concatenate with ``observer`` and read with ``read_3rs(...,
+    strategy="strategy")``)."""
 
     sessions: pd.DataFrame
     outcomes: pd.DataFrame
     truth: pd.DataFrame
     psq: pd.DataFrame
     observer: pd.DataFrame
+    strategies: pd.DataFrame
 
 
 def example_path(table: str = "sessions") -> Path:
     """Path of a bundled example CSV (``"sessions"``, ``"outcomes"``, ``"truth"``, ``"psq"``,
-    ``"observer"``).
+    ``"observer"``, ``"strategies"``).
 
     Examples
     --------

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..simulate import simulate_cohort
-from . import EXAMPLE_FILES
+from alliancetrack.datasets import EXAMPLE_FILES
+from alliancetrack.simulation.cohort import simulate_cohort
 
 #: The exact arguments the bundled files were made with.
 EXAMPLE_ARGS = dict(n_patients=150, n_sessions=(8, 20), n_therapists=15, scale="wai-sr",
@@ -29,6 +29,18 @@ REPORTED_ARGS = dict(
     segments=10,  # 5-minute segments per coded session
     resolution_coded=0.85,  # probability that a session with markers has a resolution rating
 )
+
+#: The invented strategy effect of ``example_strategies.csv`` (see README.md): per coded
+#: session with markers, immediate uses ~ Poisson(immediate_rate) whatever the outcome,
+#: expressive uses ~ Poisson(expressive_rate[repaired]), repaired = the coded resolution rating
+#: is at least 4 (the observer default cutoff; the true repair when no rating was coded).
+STRATEGY_ARGS = dict(
+    immediate_rate=1.0,
+    expressive_rate={True: 1.2, False: 0.4},  # odds of repair x3 per expressive use
+    routine_rate=0.1,  # a coded session without markers holds one immediate strategy
+)
+_IMMEDIATE = ["clarify", "change_task", "rationale", "validate", "redirect"]
+_EXPRESSIVE = ["invite", "acknowledge", "disclose", "link_therapy", "link_other", "explore_new"]
 
 _MARKERS = {
     "withdrawal": ["denial", "minimal response", "abstract communication",
@@ -119,6 +131,43 @@ def reported_tables(sim, seed: int, args: dict = REPORTED_ARGS) -> dict[str, pd.
     return {"psq": psq, "observer": codes}
 
 
+def strategy_codes(sim, codes: pd.DataFrame, seed, args: dict = STRATEGY_ARGS) -> pd.DataFrame:
+    """3RS resolution strategies for the coded sessions of ``codes`` (the observer table).
+
+    One row per strategy use: ``patient, session, segment, strategy``; a separate random stream
+    (``seed``) so no other example table changes.  Strategies follow the first marker of a
+    session; the number of expressive uses depends on whether the rupture was repaired (the
+    coded resolution rating >= 4; without a rating the true episode's repair, false markers
+    counting as repaired), the number of immediate uses does not.
+    """
+    rng = np.random.default_rng(seed)
+    truth = sim.truth.set_index(["patient", "rupture_session"])["repaired"]
+    rows = []
+    for (p, s), seg in codes.groupby(["patient", "session"], sort=True):
+        marked = seg.loc[seg["type"].notna(), "segment"]
+        if len(marked):
+            key = (p, float(s))
+            res = seg["resolution"].dropna()
+            repaired = bool(res.iloc[0] >= 4) if len(res) else (
+                bool(truth[key]) if key in truth.index else True)
+            n_imm = rng.poisson(args["immediate_rate"])
+            n_exp = rng.poisson(args["expressive_rate"][repaired])
+        else:
+            n_imm, n_exp = int(rng.random() < args["routine_rate"]), 0
+        first = int(marked.min()) if len(marked) else 1
+        used = set()
+        for pool, n in ((_IMMEDIATE, n_imm), (_EXPRESSIVE, n_exp)):
+            for _ in range(n):
+                segment, name = int(rng.integers(first, seg["segment"].max() + 1)), \
+                    str(rng.choice(pool))
+                if (segment, name) not in used:  # coded once per segment
+                    used.add((segment, name))
+                    rows.append({"patient": p, "session": s, "segment": segment,
+                                 "strategy": name})
+    return pd.DataFrame(rows, columns=["patient", "session", "segment", "strategy"]) \
+        .sort_values(["patient", "session", "segment"], kind="stable").reset_index(drop=True)
+
+
 def write_example(folder: Path) -> None:
     """Write the example CSVs into ``folder``."""
     sim = simulate_cohort(**EXAMPLE_ARGS)
@@ -140,6 +189,8 @@ def write_example(folder: Path) -> None:
     tables = {"sessions": pd.concat([sim.sessions, dropouts], ignore_index=True),
               "outcomes": pd.concat([outcomes, extra], ignore_index=True), "truth": sim.truth,
               **reported_tables(sim, seed=[EXAMPLE_ARGS["seed"], 10])}
+    tables["strategies"] = strategy_codes(sim, tables["observer"],
+                                          seed=[EXAMPLE_ARGS["seed"], 17])
     folder.mkdir(parents=True, exist_ok=True)
     for key, df in tables.items():
         df.to_csv(folder / EXAMPLE_FILES[key], index=False)

@@ -1,1 +1,1 @@
-"""Episode detectors (the rest of the package's detectors move here with the layout change)."""
+"""detection."""

@@ -29,10 +29,8 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from ..data import AllianceData, as_alliance_data
-from ..episode_table import attach, finalize_episodes
-from ..errors import AllianceDataError
-from .hmm_fit import (
+from alliancetrack.detection.episodes import attach, finalize_episodes
+from alliancetrack.detection.hmm_fit import (
     FitResult,
     fit_hmm,
     forward_backward,
@@ -40,6 +38,8 @@ from .hmm_fit import (
     onset_probabilities,
     viterbi,
 )
+from alliancetrack.errors import AllianceDataError
+from alliancetrack.reading.alliance import AllianceData, as_alliance_data
 
 __all__ = ["HMMDetector", "HMMFit", "rupture_probabilities"]
 

@@ -1,0 +1,1 @@
+"""Statistical models: linear mixed models (lme4 syntax), outcome models, results."""

@@ -1,0 +1,879 @@
+"""Self-reported (PSQ) and observer-coded (3RS) ruptures.
+
+Score dips are one way to find alliance ruptures; the field also asks patient
+and therapist after each session (the Post-Session Questionnaire, PSQ; Muran et
+al. 2009; Eubanks, Muran & Safran 2018) and has
+observers code session recordings with the Rupture Resolution Rating System
+(3RS; Eubanks-Carter, Muran & Safran 2015).  :func:`read_psq` and
+:func:`read_3rs` validate such data; :func:`detect_reported_episodes` (called
+by :func:`alliancetrack.detect_episodes` with ``method="self-report"`` or
+``method="observer"``) turns them into the same episode table as the
+score-based detectors.
+
+Self-report and observer episodes are *within-session* events: the rupture
+session is the session reported or coded, and a rupture resolved in that
+session has ``repair_session == rupture_session`` and
+``sessions_to_repair == 0``.  ``repaired`` is a nullable boolean: missing
+when the resolution item was not answered (PSQ) or no resolution rating was
+coded (3RS).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from alliancetrack.detection.episodes import attach, finalize_episodes
+from alliancetrack.errors import AllianceDataError
+from alliancetrack.reading.alliance import AllianceData, _listing, _to_numeric, _where
+from alliancetrack.reading.files import read_table
+from alliancetrack.reading.strategies import drop_strategy_only, strategy_rows, strategy_table
+
+__all__ = ["PSQData", "ObserverData", "read_psq", "read_3rs", "detect_reported_episodes",
+           "PSQ_DEFAULTS", "OBSERVER_DEFAULTS"]
+
+#: Default cutoffs of ``method="self-report"`` (choices, see :func:`detect_reported_episodes`).
+PSQ_DEFAULTS = {"tension_cutoff": 2, "withdrawal_cutoff": 3, "resolved_cutoff": 4}
+#: Default cutoffs of ``method="observer"``.
+OBSERVER_DEFAULTS = {"significance_cutoff": 1, "resolution_cutoff": 4}
+
+_YES = {"yes", "y", "true", "t", "1", "1.0"}
+_NO = {"no", "n", "false", "f", "0", "0.0"}
+_YES_NO_WORDS = {"yes", "y", "true", "t", "no", "n", "false", "f"}
+_TYPES = {"withdrawal": "withdrawal", "w": "withdrawal", "confrontation": "confrontation",
+          "c": "confrontation"}
+
+
+# --------------------------------------------------------------------------- validation helpers
+
+def _load(source) -> tuple[pd.DataFrame, bool]:
+    from_file = not isinstance(source, pd.DataFrame)
+    df = read_table(source) if from_file else source
+    if len(df) == 0 or len(df.columns) == 0:
+        raise AllianceDataError("The input has no rows; there is nothing to analyse.")
+    return df, from_file
+
+
+def _require_columns(df: pd.DataFrame, roles: dict[str, str | None], what: str) -> None:
+    missing = [f"{col!r} ({role}=)" for role, col in roles.items()
+               if col is not None and col not in df.columns]
+    if missing:
+        raise AllianceDataError(
+            f"{what}: column(s) {', '.join(missing)} not found. The input has columns: "
+            f"{list(df.columns)}. Name the right ones with the keyword shown in brackets, or "
+            "pass None for an optional item that was not asked."
+        )
+
+
+def _pairs(col: pd.Series, mask: np.ndarray, from_file: bool) -> str:
+    rows = _where(col.index[mask], from_file)
+    return _listing([f"{r}: {v!r}" for r, v in zip(rows, col[mask].tolist(), strict=True)])
+
+
+def _no_missing(df: pd.DataFrame, col: str, role: str, from_file: bool, hint: str = "") -> None:
+    miss = df[col].isna().to_numpy()
+    if miss.any():
+        raise AllianceDataError(
+            f"Column {col!r} ({role}) is missing in "
+            f"{_listing(_where(df.index[miss], from_file))}.{hint}"
+        )
+
+
+def _ids(df: pd.DataFrame, patient: str, session: str, from_file: bool) -> pd.DataFrame:
+    out = pd.DataFrame(index=df.index)
+    _no_missing(df, patient, "patient id", from_file)
+    _no_missing(df, session, "session", from_file)
+    out["patient"] = df[patient]
+    sess = _to_numeric(df[session], session, from_file)
+    bad = ~np.isfinite(sess.to_numpy()) | (sess.to_numpy() < 0) | \
+        (sess.to_numpy() != np.floor(sess.to_numpy()))
+    if bad.any():
+        raise AllianceDataError(
+            f"Column {session!r} must hold session numbers 0, 1, 2, ...; found "
+            f"{_pairs(df[session], bad, from_file)}."
+        )
+    out["session"] = sess.astype("int64")
+    return out
+
+
+def _rating(col: pd.Series, name: str, from_file: bool, low: float = 1,
+            high: float = 5) -> pd.Series:
+    """A 1-5 rating column as float (NaN when missing); out-of-range values are an error."""
+    num = _to_numeric(col, name, from_file)
+    v = num.to_numpy()
+    bad = ~np.isnan(v) & ((v < low) | (v > high))
+    if bad.any():
+        raise AllianceDataError(
+            f"Column {name!r} holds {int(bad.sum())} rating(s) outside {low:g}-{high:g}: "
+            f"{_pairs(col, bad, from_file)}."
+        )
+    return num
+
+
+def _yes_no(col: pd.Series, name: str, from_file: bool) -> pd.Series:
+    """Yes/no answers (bool, 0/1, yes/no/true/false in any case) as 1.0 / 0.0 / NaN."""
+    if pd.api.types.is_bool_dtype(col):
+        return col.astype("float64")
+    text = col.astype("string").str.strip().str.lower()
+    blank = (text.isna() | (text == "")).to_numpy()
+    yes = text.isin(_YES).fillna(False).to_numpy(dtype=bool)
+    no = text.isin(_NO).fillna(False).to_numpy(dtype=bool)
+    bad = ~(blank | yes | no)
+    if bad.any():
+        vals = sorted({str(v) for v in col[bad].tolist()})
+        raise AllianceDataError(
+            f"Column {name!r} (yes/no) has {int(bad.sum())} unknown value(s) "
+            f"{_listing([repr(v) for v in vals])} in {_pairs(col, bad, from_file)}. Use "
+            "yes/no, true/false or 1/0 (any case), or leave the cell empty."
+        )
+    return pd.Series(np.where(yes, 1.0, np.where(no, 0.0, np.nan)), index=col.index)
+
+
+def _tension_format(col: pd.Series, name: str) -> str:
+    """Guess whether the tension item is a yes/no answer or a 1-5 rating."""
+    if pd.api.types.is_bool_dtype(col):
+        return "yes/no"
+    if not pd.api.types.is_numeric_dtype(col):
+        text = col.astype("string").str.strip().str.lower()
+        if text.isin(_YES_NO_WORDS).fillna(False).any():
+            return "yes/no"
+        num = pd.to_numeric(text.mask(text == ""), errors="coerce")
+        if (num.isna() & text.notna() & (text != "")).any():
+            return "yes/no"  # unknown words: the yes/no parser names them
+    else:
+        num = col
+    vals = set(pd.Series(num).dropna().astype("float64").unique().tolist())
+    if vals <= {0.0, 1.0} and 0.0 in vals:
+        return "yes/no"
+    if vals == {1.0}:
+        raise AllianceDataError(
+            f"Column {name!r} (tension) holds only 1s: that could be 'yes' answers or ratings of "
+            "1 ('not at all'). Say which with tension_format='yes/no' or 'rating'."
+        )
+    return "rating"
+
+
+def _duplicates(out: pd.DataFrame, keys: list[str], from_file: bool, what: str) -> None:
+    dup = out.duplicated(keys, keep=False).to_numpy()
+    if dup.any():
+        rows = out.loc[dup]
+        listed = []
+        for _, grp in rows.groupby(keys, sort=False, dropna=False):
+            combo = ", ".join(f"{k}={v!r}" for k, v in zip(keys, grp.iloc[0][keys], strict=True))
+            listed.append(f"({combo}) in {', '.join(_where(grp.index, from_file))}")
+        raise AllianceDataError(
+            f"{len(listed)} duplicated {'/'.join(keys)} combination(s): {_listing(listed)}. "
+            f"{what}"
+        )
+
+
+def _sort(out: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    try:
+        return out.sort_values(keys, kind="stable")
+    except TypeError as exc:
+        raise AllianceDataError(
+            "Patient ids mix types (e.g. numbers and text) and cannot be ordered; convert them "
+            "to one type."
+        ) from exc
+
+
+def _all_patients(found: pd.Series, patients) -> pd.Index:
+    ids = pd.unique(found)
+    if patients is not None:
+        if isinstance(patients, AllianceData):
+            given = patients.patients
+        elif isinstance(patients, str) or not hasattr(patients, "__iter__"):
+            raise AllianceDataError(
+                f"patients= must be a list of ids or an AllianceData, got {patients!r}."
+            )
+        else:
+            given = pd.Index(list(patients))
+        ids = pd.unique(pd.concat([pd.Series(ids), pd.Series(given.to_numpy()
+                                                             if hasattr(given, "to_numpy")
+                                                             else list(given))]))
+    try:
+        ids = sorted(ids)
+    except TypeError as exc:
+        raise AllianceDataError(
+            "Patient ids mix types (e.g. numbers and text) and cannot be ordered; convert them "
+            "to one type (the data and patients= must agree too)."
+        ) from exc
+    return pd.Index(ids, name="patient", dtype=found.dtype if len(found) else None)
+
+
+def _excluded(patients: pd.Index, covered: pd.Series, reason: str) -> pd.DataFrame:
+    none = patients[~patients.isin(pd.unique(covered))]
+    return pd.DataFrame({"patient": pd.Series(none.to_numpy(), dtype=patients.dtype),
+                         "reason": pd.Series([reason] * len(none), dtype=object)})
+
+
+def _coverage_alliance(patients: pd.Index, covered: pd.DataFrame,
+                       excluded: pd.DataFrame) -> AllianceData:
+    """An AllianceData whose 'ratings' are the covered sessions (for episode_predictors)."""
+    cov = covered[["patient", "session"]].drop_duplicates().assign(alliance=1.0)
+    none = patients[~patients.isin(cov["patient"])]
+    filler = pd.DataFrame({"patient": none.to_numpy(), "session": np.nan, "alliance": np.nan})
+    frame = pd.concat([cov.astype({"session": "float64"}), filler], ignore_index=True)
+    frame["patient"] = frame["patient"].astype(patients.dtype)
+    frame = _sort(frame, ["patient", "session"]).reset_index(drop=True)
+    return AllianceData(frame=frame, excluded=excluded.reset_index(drop=True), scale=None,
+                        patients=patients, min_timepoints=1)
+
+
+# --------------------------------------------------------------------------- PSQ
+
+_PSQ_ITEMS = ("tension", "tension_intensity", "withdrawal", "withdrawal_intensity", "addressed",
+              "resolved")
+
+
+@dataclass(frozen=True, repr=False)
+class PSQData:
+    """Validated Post-Session Questionnaire rupture items (from :func:`read_psq`).
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        One row per answered questionnaire: ``patient, session`` (``rater``,
+        ``therapist`` when given), the items ``tension, tension_intensity,
+        withdrawal, withdrawal_intensity, addressed, resolved`` (float; NaN
+        when not answered or not asked; yes/no tension as 1.0/0.0) and
+        ``answered`` (the tension or withdrawal item was answered: the
+        session is *covered*).  Sorted by patient, session(, rater).
+    excluded : pandas.DataFrame
+        ``patient, reason`` for patients without any answered questionnaire.
+    patients : pandas.Index
+        Every patient id (from the data and ``patients=``).
+    tension_format : str
+        ``"yes/no"`` or ``"rating"``.
+    """
+
+    frame: pd.DataFrame
+    excluded: pd.DataFrame
+    patients: pd.Index
+    tension_format: str = "yes/no"
+
+    @property
+    def raters(self) -> list:
+        """Distinct raters (empty without a rater column)."""
+        if "rater" not in self.frame:
+            return []
+        return sorted(self.frame["rater"].unique().tolist())
+
+    @property
+    def coverage(self) -> pd.DataFrame:
+        """Sessions with an answered questionnaire: ``patient, session`` (``rater``)."""
+        keys = ["patient", "session"] + (["rater"] if "rater" in self.frame else [])
+        return self.frame.loc[self.frame["answered"], keys].reset_index(drop=True)
+
+    def select_rater(self, rater) -> PSQData:
+        """The answers of one rater (e.g. ``"patient"``).
+
+        Examples
+        --------
+        >>> import pandas as pd, alliancetrack as at
+        >>> df = pd.DataFrame({"patient": 1, "session": [1, 1], "rater": ["patient", "therapist"],
+        ...                    "tension": ["no", "yes"], "resolved": [None, 2]})
+        >>> at.read_psq(df, rater="rater").select_rater("therapist").frame["tension"].tolist()
+        [1.0]
+        """
+        if rater not in self.raters:
+            raise AllianceDataError(
+                f"Unknown rater {rater!r}; the data have raters {self.raters}."
+            )
+        frame = self.frame.loc[self.frame["rater"] == rater].reset_index(drop=True)
+        excluded = _excluded(self.patients, frame.loc[frame["answered"], "patient"],
+                             f"no PSQ answered by the {rater}")
+        return PSQData(frame=frame, excluded=excluded, patients=self.patients,
+                       tension_format=self.tension_format)
+
+    def _coverage_data(self, episodes: pd.DataFrame | None = None) -> AllianceData:
+        data = self
+        rater = _episode_rater(episodes)
+        if rater is not None and rater in self.raters:
+            data = self.select_rater(rater)
+        return _coverage_alliance(data.patients, data.coverage, data.excluded)
+
+    def __repr__(self) -> str:
+        n = int(self.frame["answered"].sum())
+        raters = f", raters {self.raters}" if self.raters else ""
+        return (f"<PSQData: {len(self.patients)} patients ({len(self.excluded)} excluded), "
+                f"{n} answered questionnaires{raters}, tension {self.tension_format}>")
+
+
+def _episode_rater(episodes):
+    if episodes is None:
+        return None
+    if "rater" in episodes.columns and episodes["rater"].nunique() == 1:
+        return episodes["rater"].iloc[0]
+    return episodes.attrs.get("rater")
+
+
+def read_psq(
+    source: pd.DataFrame | str | Path,
+    *,
+    patient: str = "patient",
+    session: str = "session",
+    rater: str | None = None,
+    tension: str | None = "tension",
+    tension_intensity: str | None = None,
+    withdrawal: str | None = None,
+    withdrawal_intensity: str | None = None,
+    addressed: str | None = None,
+    resolved: str | None = "resolved",
+    therapist: str | None = None,
+    tension_format: str | None = None,
+    patients: Sequence | AllianceData | None = None,
+) -> PSQData:
+    """Read and validate Post-Session Questionnaire (PSQ) rupture items.
+
+    One row per questionnaire: patient and session (and rater, e.g. patient /
+    therapist, when both answered).  The PSQ rupture items (Muran et al.
+    2009; Eubanks, Muran & Safran 2018) are
+
+    * ``tension``: "Did you experience any tension or problem, any
+      misunderstanding, conflict, or disagreement, in your relationship with
+      your therapist/patient during the session?" -- yes/no (bool, 0/1,
+      yes/no or true/false in any case) or a 1-5 rating;
+    * ``tension_intensity``: how tense or upset (1-5);
+    * ``withdrawal``: overly accommodating, smoothing things over, holding
+      back (1-5), with ``withdrawal_intensity`` (1-5);
+    * ``addressed``: "To what extent was this problem addressed in this
+      session?" (1-5);
+    * ``resolved``: "To what degree do you feel this problem was resolved by
+      the end of the session?" (1-5).
+
+    Pass ``None`` for an item that was not asked (``tension`` or
+    ``withdrawal`` must be given).
+
+    Parameters
+    ----------
+    source : DataFrame or path
+        Read by suffix like :func:`alliancetrack.read_alliance`.
+    patient, session, rater, therapist : str
+        Column names (``rater`` and ``therapist`` optional).
+    tension, tension_intensity, withdrawal, withdrawal_intensity, addressed, resolved : str or None
+        Column names of the items.
+    tension_format : {"yes/no", "rating"}, optional
+        How the tension item was answered; guessed from the values by default
+        (bool, yes/no words or 0/1 with some 0s mean yes/no; 1-5 values a
+        rating; a column of only 1s is ambiguous and must be named).
+    patients : list or AllianceData, optional
+        Every patient of the study.  Patients without any answered
+        questionnaire are listed in ``.excluded`` (reason ``"no PSQ
+        answered"``) and stay in per-patient outputs.
+
+    Returns
+    -------
+    PSQData
+
+    Raises
+    ------
+    AllianceDataError
+        Missing columns, missing ids or sessions, unknown yes/no values (named),
+        ratings outside 1-5, duplicated patient/session(/rater) rows -- naming
+        the rows and values.
+
+    Examples
+    --------
+    >>> import pandas as pd, alliancetrack as at
+    >>> df = pd.DataFrame({"patient": [1, 1, 1, 2], "session": [1, 2, 3, 1],
+    ...                    "tension": ["No", "YES", True, None], "resolved": [None, 4, 2, None]})
+    >>> psq = at.read_psq(df)
+    >>> psq
+    <PSQData: 2 patients (1 excluded), 3 answered questionnaires, tension yes/no>
+    >>> psq.frame[["patient", "session", "tension", "resolved"]]
+       patient  session  tension  resolved
+    0        1        1      0.0       NaN
+    1        1        2      1.0       4.0
+    2        1        3      1.0       2.0
+    3        2        1      NaN       NaN
+    >>> psq.excluded
+       patient          reason
+    0        2  no PSQ answered
+    """
+    if tension is None and withdrawal is None:
+        raise AllianceDataError("read_psq needs the tension or the withdrawal item (or both).")
+    if tension_format not in (None, "yes/no", "rating"):
+        raise ValueError(f"tension_format must be 'yes/no' or 'rating', got {tension_format!r}.")
+    df, from_file = _load(source)
+    items = dict(zip(_PSQ_ITEMS, (tension, tension_intensity, withdrawal, withdrawal_intensity,
+                                  addressed, resolved), strict=True))
+    _require_columns(df, {"patient": patient, "session": session, "rater": rater,
+                          "therapist": therapist, **items}, "read_psq")
+    out = _ids(df, patient, session, from_file)
+    if rater is not None:
+        _no_missing(df, rater, "rater", from_file)
+        out["rater"] = df[rater]
+    if therapist is not None:
+        out["therapist"] = df[therapist]
+    fmt = "rating"
+    for item, col in items.items():
+        if col is None:
+            out[item] = np.nan
+        elif item == "tension":
+            fmt = tension_format or _tension_format(df[col], col)
+            out[item] = (_yes_no(df[col], col, from_file) if fmt == "yes/no"
+                         else _rating(df[col], col, from_file))
+        else:
+            out[item] = _rating(df[col], col, from_file)
+    out["answered"] = (out["tension"].notna() | out["withdrawal"].notna()).to_numpy()
+    keys = ["patient", "session"] + (["rater"] if rater is not None else [])
+    _duplicates(out, keys, from_file,
+                "Each patient may have one questionnaire per session"
+                + (" and rater." if rater is not None else
+                   "; if patient and therapist both answered, pass rater=."))
+    out = _sort(out, keys).reset_index(drop=True)
+    pats = _all_patients(out["patient"], patients)
+    excluded = _excluded(pats, out.loc[out["answered"], "patient"], "no PSQ answered")
+    return PSQData(frame=out, excluded=excluded, patients=pats, tension_format=fmt)
+
+
+# --------------------------------------------------------------------------- 3RS
+
+@dataclass(frozen=True, repr=False)
+class ObserverData:
+    """Validated 3RS codes (from :func:`read_3rs`).
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        One row per coded segment and marker: ``patient, session, segment,
+        type`` (``"withdrawal"``, ``"confrontation"`` or missing for a segment
+        coded with no marker), ``marker`` (name or missing), ``significance``
+        (1-5, NaN without a marker), ``resolution`` (the session's resolution
+        rating, 1-5 or NaN).
+    sessions : pandas.DataFrame
+        One row per coded session (these are the sessions *covered*):
+        ``patient, session, n_segments, n_markers, resolution``.  A coded
+        session without markers is "coded, no rupture"; a session absent here
+        was not coded.
+    excluded : pandas.DataFrame
+        ``patient, reason`` for patients without a coded session (only those
+        named by ``patients=`` can have none).
+    patients : pandas.Index
+        Every patient id.
+    strategies : pandas.DataFrame or None
+        With ``read_3rs(..., strategy=...)``: one row per resolution strategy
+        used, ``patient, session, segment, strategy`` (short name of
+        :data:`alliancetrack.STRATEGIES`), ``number``, ``strategy_class``,
+        ``strategy_significance`` (and ``therapist``).  Strategy coding covers
+        the coded sessions (``sessions``).  None when strategies were not read.
+    """
+
+    frame: pd.DataFrame
+    sessions: pd.DataFrame
+    excluded: pd.DataFrame
+    patients: pd.Index
+    strategies: pd.DataFrame | None = None
+
+    @property
+    def raters(self) -> list:
+        """Always empty: one set of codes per session."""
+        return []
+
+    @property
+    def coverage(self) -> pd.DataFrame:
+        """The coded sessions: ``patient, session``."""
+        return self.sessions[["patient", "session"]].reset_index(drop=True)
+
+    def _coverage_data(self, episodes: pd.DataFrame | None = None) -> AllianceData:
+        return _coverage_alliance(self.patients, self.coverage, self.excluded)
+
+    def __repr__(self) -> str:
+        n_mark = int(self.frame["type"].notna().sum())
+        return (f"<ObserverData: {len(self.patients)} patients ({len(self.excluded)} excluded), "
+                f"{len(self.sessions)} coded sessions, {len(self.frame)} segment rows, "
+                f"{n_mark} markers>")
+
+
+def read_3rs(
+    source: pd.DataFrame | str | Path,
+    *,
+    patient: str = "patient",
+    session: str = "session",
+    segment: str | None = "segment",
+    marker_type: str = "type",
+    marker: str | None = None,
+    significance: str = "significance",
+    resolution: str | None = None,
+    therapist: str | None = None,
+    patients: Sequence | AllianceData | None = None,
+    strategy: str | None = None,
+    strategy_significance: str | None = None,
+) -> ObserverData:
+    """Read and validate Rupture Resolution Rating System (3RS) codes.
+
+    The 3RS (Eubanks-Carter, Muran & Safran 2015) codes withdrawal and
+    confrontation rupture markers in segments of a session (typically 5
+    minutes), each with a significance rating (1-5), and rates how well
+    ruptures were resolved.  Input: one row per coded segment and marker --
+    patient, session, segment, marker type (``withdrawal`` / ``confrontation``,
+    also ``W`` / ``C``, any case; *empty for a segment coded with no marker*),
+    optional marker name (e.g. denial, minimal response, deferential and
+    appeasing, complaints about the therapist, efforts to control),
+    significance, and an optional session-level resolution rating (1-5; it may
+    be repeated on every row of the session or given on one).  A session that
+    appears only with empty marker cells was *coded, no rupture*; a session
+    that does not appear was *not coded*.  A segment may have several rows
+    when it holds several markers (different type or name).
+
+    With ``strategy=`` the therapist's resolution strategies are read too
+    (:data:`alliancetrack.STRATEGIES`): a short name, the manual's number or
+    its wording, any case, several in one cell separated by ``;`` (or rows of
+    their own, with an empty marker type); a row may hold a marker and
+    strategies.  ``strategy_significance`` optionally names a 1-5 rating of
+    each strategy row.  Unknown strategies are an error naming them.
+
+    Parameters
+    ----------
+    source : DataFrame or path
+    patient, session, segment, marker_type, marker, significance, resolution, therapist : str
+        Column names (``segment``, ``marker``, ``resolution``, ``therapist``
+        optional).
+    patients : list or AllianceData, optional
+        Every patient of the study; those without a coded session go to
+        ``.excluded`` (reason ``"no coded session"``).
+    strategy, strategy_significance : str, optional
+        Columns of the resolution strategies and their rating (``.strategies``).
+
+    Returns
+    -------
+    ObserverData
+
+    Raises
+    ------
+    AllianceDataError
+        Missing columns, unknown marker types, significance or resolution
+        outside 1-5, a marker without significance (or a significance without
+        a marker), conflicting resolution ratings within a session, duplicated
+        rows -- naming the rows and values.
+
+    Examples
+    --------
+    >>> import pandas as pd, alliancetrack as at
+    >>> codes = pd.DataFrame({"patient": 1, "session": [2, 2, 2, 5],
+    ...                       "segment": [1, 2, 2, 1], "type": ["W", "c", "W", None],
+    ...                       "significance": [2, 4, 1, None], "resolution": [3, None, None, None]})
+    >>> obs = at.read_3rs(codes, resolution="resolution", patients=[1, 2])
+    >>> obs
+    <ObserverData: 2 patients (1 excluded), 2 coded sessions, 4 segment rows, 3 markers>
+    >>> obs.sessions
+       patient  session  n_segments  n_markers  resolution
+    0        1        2           2          3         3.0
+    1        1        5           1          0         NaN
+    """
+    df, from_file = _load(source)
+    _require_columns(df, {"patient": patient, "session": session, "segment": segment,
+                          "marker_type": marker_type, "marker": marker,
+                          "significance": significance, "resolution": resolution,
+                          "therapist": therapist, "strategy": strategy,
+                          "strategy_significance": strategy_significance}, "read_3rs")
+    out = _ids(df, patient, session, from_file)
+    only = np.zeros(len(df), dtype=bool)
+    if strategy is not None:  # rows with strategies but no marker (reading/strategies.py)
+        names, strat_sig, only = strategy_rows(
+            df, strategy=strategy, strategy_significance=strategy_significance,
+            marker_type=marker_type, from_file=from_file, rating=_rating)
+    if segment is not None:
+        _no_missing(df, segment, "segment", from_file,
+                    " A segment coded with no marker still needs its segment number.")
+        out["segment"] = df[segment]
+    else:
+        out["segment"] = pd.NA
+    raw = df[marker_type].astype("string").str.strip().str.lower()
+    blank = (raw.isna() | (raw == "")).to_numpy()
+    mapped = raw.map(_TYPES)
+    bad = ~blank & mapped.isna().to_numpy()
+    if bad.any():
+        vals = sorted({str(v) for v in df[marker_type][bad].tolist()})
+        raise AllianceDataError(
+            f"Column {marker_type!r} (marker type) has {int(bad.sum())} unknown value(s) "
+            f"{_listing([repr(v) for v in vals])} in {_pairs(df[marker_type], bad, from_file)}. "
+            "Use withdrawal / confrontation (or W / C), or leave the cell empty for a segment "
+            "coded with no marker."
+        )
+    out["type"] = pd.Series(np.where(blank, None, mapped.to_numpy(dtype=object)),
+                            index=df.index, dtype=object)
+    if marker is not None:
+        name = df[marker].astype("string").str.strip()
+        out["marker"] = name.mask(name == "").astype(object).where(name.notna(), None)
+    else:
+        out["marker"] = None
+    sig = _rating(df[significance], significance, from_file)
+    has_marker = ~blank
+    no_sig = has_marker & sig.isna().to_numpy()
+    if no_sig.any():
+        raise AllianceDataError(
+            f"{int(no_sig.sum())} marker(s) without a significance rating in column "
+            f"{significance!r}: {_listing(_where(df.index[no_sig], from_file))}. Rate each "
+            "marker 1-5."
+        )
+    stray = ~has_marker & sig.notna().to_numpy()
+    if stray.any():
+        raise AllianceDataError(
+            f"{int(stray.sum())} significance rating(s) in column {significance!r} on rows "
+            f"without a marker type: {_pairs(df[significance], stray, from_file)}. Give the "
+            f"marker type in column {marker_type!r} or clear the rating."
+        )
+    out["significance"] = sig
+    out["resolution"] = (_rating(df[resolution], resolution, from_file) if resolution is not None
+                         else np.nan)
+    if therapist is not None:
+        out["therapist"] = df[therapist]
+    keys = ["patient", "session", "segment"]
+    # a segment coded with no marker must be the only row of that segment
+    seg_rows = out.assign(_n=~only).groupby(keys, sort=False, dropna=False)["_n"].transform("sum")
+    lonely = (seg_rows.to_numpy() > 1) & blank & ~only
+    if lonely.any():
+        raise AllianceDataError(
+            f"Segment(s) coded both with and without a marker (duplicated "
+            f"{'/'.join(keys)} rows): {_listing(_where(df.index[lonely], from_file))}. Drop the "
+            "empty row of a segment that has markers."
+        )
+    out["_name"] = out["marker"].fillna("").where(~only, "\x1f" + out.index.astype(str))
+    _duplicates(out, [*keys, "type", "_name"], from_file,
+                "Each marker may be coded once per segment; remove the duplicates.")
+    out = out.drop(columns="_name")
+    res = out.groupby(["patient", "session"], sort=False)["resolution"]
+    lo, hi = res.transform("min"), res.transform("max")
+    conflict = (lo.notna() & (lo != hi) & out["resolution"].notna()).to_numpy()
+    if conflict.any():
+        raise AllianceDataError(
+            f"Conflicting resolution ratings within a session in column {resolution!r}: "
+            f"{_pairs(df[resolution], conflict, from_file)}. Give one session-level rating "
+            "(repeated or on one row)."
+        )
+    strategies = None if strategy is None else strategy_table(names, strat_sig, out, from_file)
+    out["_only"] = only
+    out = _sort(out, ["patient", "session"]).reset_index(drop=True)
+    g = out.groupby(["patient", "session"], sort=True)
+    sessions = pd.DataFrame({
+        "n_segments": g["segment"].nunique(dropna=False),
+        "n_markers": g["type"].count(),
+        "resolution": g["resolution"].max(),
+    }).reset_index()
+    sessions["n_segments"] = sessions["n_segments"].astype("int64")
+    sessions["n_markers"] = sessions["n_markers"].astype("int64")
+    out["resolution"] = g["resolution"].transform("max")
+    out = drop_strategy_only(out, out.pop("_only").to_numpy(dtype=bool))
+    pats = _all_patients(out["patient"], patients)
+    excluded = _excluded(pats, sessions["patient"], "no coded session")
+    return ObserverData(frame=out, sessions=sessions, excluded=excluded, patients=pats,
+                        strategies=strategies)
+
+
+# --------------------------------------------------------------------------- detection
+
+def _check_cutoff(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(value):
+        raise ValueError(f"{name} must be a number, got {value!r}.")
+    return float(value)
+
+
+def _repair(resolution: pd.Series, cutoff: float) -> pd.arrays.BooleanArray:
+    r = resolution.to_numpy(dtype="float64")
+    return pd.arrays.BooleanArray(r >= cutoff, mask=np.isnan(r))
+
+
+def _psq_episodes(psq: PSQData, tension_cutoff: float, withdrawal_cutoff: float,
+                  resolved_cutoff: float) -> pd.DataFrame:
+    f = psq.frame.loc[psq.frame["answered"]]
+    if psq.tension_format == "yes/no":
+        flag_t = (f["tension"] == 1.0).to_numpy()
+    else:
+        flag_t = (f["tension"] >= tension_cutoff).to_numpy()
+    flag_w = (f["withdrawal"] >= withdrawal_cutoff).to_numpy()
+    hit = flag_t | flag_w
+    f = f.loc[hit]
+    flag_t, flag_w = flag_t[hit], flag_w[hit]
+    repaired = _repair(f["resolved"], resolved_cutoff)
+    sess = f["session"].to_numpy(dtype="float64")
+    rep = repaired.to_numpy(dtype=bool, na_value=False)
+    raw = pd.DataFrame({
+        "patient": f["patient"].to_numpy(),
+        "method": "self-report",
+        "source": "self-report",
+        "type": np.where(flag_w & ~flag_t, "withdrawal", None).astype(object),
+        "intensity": f[["tension_intensity", "withdrawal_intensity"]].max(axis=1).to_numpy(),
+        "rupture_session": sess,
+        "nadir_session": np.nan, "nadir_level": np.nan, "pre_level": np.nan, "depth": np.nan,
+        "repair_session": np.where(rep, sess, np.nan),
+        "repaired": repaired,
+        "censored": False,
+        "tension": f["tension"].to_numpy(),
+        "withdrawal": f["withdrawal"].to_numpy(),
+        "addressed": f["addressed"].to_numpy(),
+        "resolved": f["resolved"].to_numpy(),
+    })
+    if "rater" in f:
+        raw.insert(len(raw.columns), "rater", f["rater"].to_numpy())
+        raw["method"] = "self-report:" + raw["rater"].astype(str)
+    return raw
+
+
+def _observer_episodes(obs: ObserverData, significance_cutoff: float,
+                       resolution_cutoff: float) -> pd.DataFrame:
+    m = obs.frame.loc[obs.frame["type"].notna()
+                      & (obs.frame["significance"] >= significance_cutoff)]
+    g = m.groupby(["patient", "session"], sort=True)
+    types = g["type"].agg(lambda t: t.iloc[0] if t.nunique() == 1 else "both")
+    summary = pd.DataFrame({"type": types, "intensity": g["significance"].max(),
+                            "n_markers": g["type"].size(),
+                            "resolution": g["resolution"].max()}).reset_index()
+    repaired = _repair(summary["resolution"], resolution_cutoff)
+    sess = summary["session"].to_numpy(dtype="float64")
+    rep = repaired.to_numpy(dtype=bool, na_value=False)
+    return pd.DataFrame({
+        "patient": summary["patient"].to_numpy(),
+        "method": "observer",
+        "source": "observer",
+        "type": summary["type"].to_numpy(dtype=object),
+        "intensity": summary["intensity"].to_numpy(dtype="float64"),
+        "rupture_session": sess,
+        "nadir_session": np.nan, "nadir_level": np.nan, "pre_level": np.nan, "depth": np.nan,
+        "repair_session": np.where(rep, sess, np.nan),
+        "repaired": repaired,
+        "censored": False,
+        "n_markers": summary["n_markers"].to_numpy(dtype="int64"),
+        "resolution": summary["resolution"].to_numpy(dtype="float64"),
+    })
+
+
+def _finalize(raw: pd.DataFrame, patients: pd.Index) -> pd.DataFrame:
+    if "rater" not in raw or raw.empty:
+        return finalize_episodes(raw, patient_dtype=patients.dtype)
+    parts = [finalize_episodes(grp, patient_dtype=patients.dtype)
+             for _, grp in raw.groupby("rater", sort=True)]
+    out = pd.concat(parts, ignore_index=True)
+    return out.sort_values(["patient", "rater", "rupture_session"],
+                           kind="stable").reset_index(drop=True)
+
+
+def detect_reported_episodes(data, method: str = "self-report", *, rater=None,
+                             **cutoffs) -> pd.DataFrame:
+    """Episodes from PSQ answers (``"self-report"``) or 3RS codes (``"observer"``).
+
+    Usually called as ``at.detect_episodes(psq, method="self-report", ...)``
+    or ``at.detect_episodes(codes, method="observer", ...)``.
+
+    **Self-report** (PSQ; Muran et al. 2009; Eubanks, Muran & Safran 2018):
+    a session is a rupture when the tension item is "yes" (or, when it is a
+    1-5 rating, at least ``tension_cutoff``, default 2) or the withdrawal item
+    is at least ``withdrawal_cutoff`` (default 3).  It is repaired in that
+    session when the resolved item is at least ``resolved_cutoff`` (default
+    4); ``repaired`` is missing when the resolved item was not answered.
+    ``type`` is ``"withdrawal"`` when only the withdrawal item flags the
+    session and missing otherwise (the tension item does not tell the type);
+    ``intensity`` is the larger of the tension and withdrawal intensity
+    ratings given.  With a rater column, every rater's episodes are returned
+    with a ``rater`` column and method ``"self-report:<rater>"``; ``rater=``
+    keeps one.
+
+    **Observer** (3RS; Eubanks-Carter, Muran & Safran 2015): a coded session
+    with any marker of significance at least ``significance_cutoff``
+    (default 1) is a rupture; ``type`` is ``"withdrawal"``,
+    ``"confrontation"`` or ``"both"``; ``intensity`` is the largest
+    significance and ``n_markers`` counts the markers; repaired when the
+    resolution rating is at least ``resolution_cutoff`` (default 4), missing
+    when no resolution rating was coded.
+
+    The default cutoffs are choices, not settled literature: the PSQ and 3RS
+    manuals give ratings, not thresholds, and published studies dichotomise
+    differently (e.g. "any tension reported"; a resolution rating at the
+    scale midpoint or above).  Change them by keyword, e.g.
+    ``tension_cutoff=3`` (only clear tension), ``resolved_cutoff=3`` (a
+    partial resolution counts), ``significance_cutoff=3`` (only markers of at
+    least moderate significance), and report how the results depend on them.
+
+    Parameters
+    ----------
+    data : PSQData, ObserverData or DataFrame
+        From :func:`read_psq` / :func:`read_3rs`, or a DataFrame with their
+        default column names (``rater``, ``withdrawal``, ... are used when
+        present).
+    method : {"self-report", "observer"}
+    rater : optional
+        Self-report only: keep this rater's episodes.
+    **cutoffs
+        ``tension_cutoff``, ``withdrawal_cutoff``, ``resolved_cutoff``
+        (self-report); ``significance_cutoff``, ``resolution_cutoff``
+        (observer).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The episode table (:data:`alliancetrack.EPISODE_COLUMNS`, ``repaired``
+        a nullable boolean) plus ``rater``, ``tension``, ``withdrawal``,
+        ``addressed``, ``resolved`` (self-report) or ``n_markers``,
+        ``resolution`` (observer).  ``attrs["excluded"]`` lists patients without
+        a covered session, ``attrs["coverage"]`` the covered sessions (for
+        :func:`alliancetrack.source_agreement`).
+
+    Examples
+    --------
+    >>> import pandas as pd, alliancetrack as at
+    >>> df = pd.DataFrame({"patient": 1, "session": [1, 2, 3, 4],
+    ...                    "tension": [1, 3, 1, 2], "withdrawal": [1, 1, 4, 1],
+    ...                    "tension_intensity": [None, 4, None, 2],
+    ...                    "resolved": [None, 5, 2, None]})
+    >>> psq = at.read_psq(df, withdrawal="withdrawal", tension_intensity="tension_intensity")
+    >>> ep = at.detect_episodes(psq, method="self-report")
+    >>> ep[["rupture_session", "type", "intensity", "repaired", "sessions_to_repair"]]
+       rupture_session        type  intensity  repaired  sessions_to_repair
+    0              2.0         NaN        4.0      True                 0.0
+    1              3.0  withdrawal        NaN     False                 NaN
+    2              4.0         NaN        2.0      <NA>                 NaN
+    >>> at.detect_episodes(psq, method="self-report", tension_cutoff=3)["rupture_session"].tolist()
+    [2.0, 3.0]
+    """
+    if method not in ("self-report", "observer"):
+        raise ValueError(f"method must be 'self-report' or 'observer', got {method!r}.")
+    defaults = PSQ_DEFAULTS if method == "self-report" else OBSERVER_DEFAULTS
+    unknown = sorted(set(cutoffs) - set(defaults))
+    if unknown:
+        raise TypeError(f"Unknown option(s) {unknown} for method={method!r}; it takes "
+                        f"{sorted(defaults)}" + (" and rater=." if method == "self-report"
+                                                 else "."))
+    opts = {k: _check_cutoff(k, cutoffs.get(k, v)) for k, v in defaults.items()}
+    if method == "self-report":
+        if isinstance(data, pd.DataFrame):
+            cols = set(data.columns)
+            data = read_psq(data, **{k: (k if k in cols else None)
+                                     for k in ("rater", "therapist", *_PSQ_ITEMS[1:])},
+                            tension="tension" if "tension" in cols else None)
+        if not isinstance(data, PSQData):
+            raise TypeError("method='self-report' needs PSQ data from alliancetrack.read_psq, "
+                            f"got {type(data).__name__}.")
+        if rater is not None:
+            if "rater" not in data.frame:
+                raise AllianceDataError("These PSQ data have no rater column; rater= cannot "
+                                        "select one.")
+            data = data.select_rater(rater)
+        raw = _psq_episodes(data, **opts)
+    else:
+        if rater is not None:
+            raise TypeError("rater= applies to method='self-report' only.")
+        if isinstance(data, pd.DataFrame):
+            cols = set(data.columns)
+            data = read_3rs(data, **{k: (k if k in cols else None)
+                                     for k in ("segment", "marker", "resolution", "therapist")})
+        if not isinstance(data, ObserverData):
+            raise TypeError("method='observer' needs 3RS codes from alliancetrack.read_3rs, "
+                            f"got {type(data).__name__}.")
+        raw = _observer_episodes(data, **opts)
+    episodes = _finalize(raw, data.patients)
+    episodes["repaired"] = episodes["repaired"].astype("boolean")  # unknown repair: <NA>
+    episodes.attrs["excluded"] = attach(data.excluded.reset_index(drop=True))
+    episodes.attrs["coverage"] = attach(data.coverage)
+    episodes.attrs["source"] = method
+    episodes.attrs["method"] = ("self-report" + (f":{rater}" if rater is not None else "")
+                                if method == "self-report" else "observer")
+    if rater is not None:
+        episodes.attrs["rater"] = rater
+    episodes.attrs["cutoffs"] = opts
+    return episodes

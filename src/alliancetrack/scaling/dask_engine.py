@@ -1,0 +1,570 @@
+"""Out-of-core and distributed episode detection with Dask (``alliancetrack[dask]``).
+
+:func:`alliancetrack.detect_episodes` and :func:`alliancetrack.episode_predictors`
+accept a :class:`dask.dataframe.DataFrame` in the canonical long format
+(``patient, session, alliance`` and optionally ``therapist``, ``rater``) and
+return Dask DataFrames.  Nothing is computed until you call ``.compute()``,
+``.to_parquet()`` and so on, and only a few partitions are in memory at a time,
+so the data may be larger than one machine's memory; with a
+``dask.distributed`` client the partitions are processed on its cluster.
+
+How it works
+------------
+1. **Each patient in one partition.**  The partitions' ranges of patient ids
+   are read first (the ``patient`` column only).  If they do not overlap --
+   data written in patient order, e.g. one Parquet file per block of
+   patients -- the partitions are used as they are; otherwise the rows are
+   hash-partitioned on ``patient`` (a Dask shuffle), which places every
+   patient's rows in one partition.  ``assume_partitioned=True`` skips the
+   check when you know the layout.
+2. **Cohort-wide statistics first.**  A few rules measure the dip in units
+   of the *sample* SD (``unit="sample_sd"``, ``"max_sd"``, and ``"rci"``
+   without a normative SD on the scale), and change-point detection pools the
+   noise SD of patients with short series.  These statistics are computed in
+   one pass over all partitions (the SD from per-partition counts, means and
+   sums of squares, combined exactly as Chan et al., 1979; the median of the
+   reliable per-patient noise SDs from all of them) and passed to every
+   partition, so the result does not depend on the partitioning.
+3. **The in-memory engine per partition.**  Each partition is validated
+   with :func:`alliancetrack.read_alliance` (the same checks and the same
+   :class:`alliancetrack.AllianceDataError` messages; rows are named by the
+   partition's index labels, i.e. the input's index, where the data came from
+   a file: the row within that file's partition) and detected with
+   :func:`alliancetrack.detect_episodes` in memory.
+
+The results equal the in-memory results (``tests/test_dask.py`` checks this on
+a ``LocalCluster``) up to row order: rows come partition by partition, sorted
+by patient within each partition.  Sort by ``patient`` (and ``episode``) after
+``compute()`` if you need the in-memory order.
+
+See ``docs/scale.md`` for the command line (``alliancetrack detect --engine
+dask``) and for connecting to an existing cluster.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from alliancetrack.errors import AllianceDataError
+
+__all__ = [
+    "detect_episodes_dask",
+    "episode_predictors_dask",
+    "is_dask_dataframe",
+    "partition_by_patient",
+]
+
+_CANONICAL = ("patient", "session", "alliance", "therapist", "rater")
+_SD_UNITS = ("sample_sd", "max_sd", "rci")
+# episodes returned by detect_episodes_dask -> how they were made (for episode_predictors)
+_MADE: OrderedDict[str, dict[str, Any]] = OrderedDict()
+# collection name -> whether its partitions hold disjoint ranges of patient ids
+_DISJOINT: OrderedDict[str, bool] = OrderedDict()
+
+
+def is_dask_dataframe(obj: Any) -> bool:
+    """Whether ``obj`` is a Dask DataFrame (checked without importing Dask).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> is_dask_dataframe(pd.DataFrame())
+    False
+    """
+    mod = type(obj).__module__ or ""
+    return (
+        mod.split(".")[0] in ("dask", "dask_expr")
+        and hasattr(obj, "map_partitions")
+        and hasattr(obj, "columns")
+    )
+
+
+def _require_dask() -> Any:
+    try:
+        import dask.dataframe as dd  # noqa: PLC0415
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "Dask input needs the optional dependencies: pip install 'alliancetrack[dask]'."
+        ) from exc
+    return dd
+
+
+def _check_columns(ddf: Any) -> None:
+    missing = [c for c in ("patient", "session", "alliance") if c not in ddf.columns]
+    if missing:
+        raise AllianceDataError(
+            f"Column(s) {missing} not found. A Dask DataFrame must be in the canonical long "
+            f"format (columns patient, session, alliance; optional therapist, rater); it has "
+            f"columns {list(ddf.columns)}. Rename the columns first (ddf.rename(columns=...))."
+        )
+
+
+def _ranges(part: pd.DataFrame) -> pd.DataFrame:
+    p = part["patient"]
+    if len(p) == 0:
+        return pd.DataFrame(
+            {"lo": pd.Series([], dtype=p.dtype), "hi": pd.Series([], dtype=p.dtype)}
+        )
+    return pd.DataFrame({"lo": [p.min()], "hi": [p.max()]})
+
+
+def _disjoint(ranges: pd.DataFrame) -> bool:
+    """Whether per-partition [lo, hi] ranges of patient ids do not overlap."""
+    if len(ranges) < 2:
+        return True
+    try:
+        r = ranges.sort_values("lo", kind="stable")
+        lo, hi = r["lo"].to_numpy(), r["hi"].to_numpy()
+        return bool(np.all(lo[1:] > hi[:-1]))
+    except TypeError:  # ids of mixed types: cannot be ordered
+        return False
+
+
+def partition_by_patient(
+    ddf: Any, *, npartitions: int | None = None, assume_partitioned: bool = False
+) -> Any:
+    """Repartition so that each patient's rows live in exactly one partition.
+
+    Partitions whose ranges of patient ids do not overlap are kept as they
+    are (no data movement); otherwise the rows are hash-partitioned on
+    ``patient`` with a Dask shuffle into ``npartitions`` partitions (default:
+    as many as the input has).
+
+    Parameters
+    ----------
+    ddf : dask.dataframe.DataFrame
+        Canonical long data.
+    npartitions : int, optional
+        Number of partitions after a shuffle.
+    assume_partitioned : bool
+        Trust that the input is partitioned by patient already (skip the check).
+
+    Returns
+    -------
+    dask.dataframe.DataFrame
+
+    Examples
+    --------
+    >>> import pandas as pd, pytest
+    >>> dd = pytest.importorskip("dask.dataframe")  # the alliancetrack[dask] extra
+    >>> df = pd.DataFrame({"patient": [1, 2, 1, 2], "session": [1, 1, 2, 2],
+    ...                    "alliance": [4.0, 3.0, 4.5, 3.5]})
+    >>> parts = partition_by_patient(dd.from_pandas(df, npartitions=2))
+    >>> per_partition = parts.map_partitions(lambda p: p[["patient"]].drop_duplicates())
+    >>> per_partition.compute()["patient"].is_unique  # each patient in one partition
+    True
+    """
+    _require_dask()
+    _check_columns(ddf)
+    if assume_partitioned:
+        return ddf
+    if npartitions is None:
+        disjoint = _DISJOINT.get(ddf._name)
+        if disjoint is None:  # one pass over the patient column, remembered per collection
+            meta = pd.DataFrame({"lo": ddf._meta["patient"], "hi": ddf._meta["patient"]})
+            disjoint = _disjoint(ddf[["patient"]].map_partitions(_ranges, meta=meta).compute())
+            _DISJOINT[ddf._name] = disjoint
+            while len(_DISJOINT) > 64:
+                _DISJOINT.popitem(last=False)
+        if disjoint:
+            return ddf
+    n = int(npartitions or ddf.npartitions)
+    return ddf.shuffle(on="patient", npartitions=n)
+
+
+def _as_data(part: pd.DataFrame, scale: Any, min_timepoints: int) -> Any:
+    from alliancetrack.reading.alliance import read_alliance  # noqa: PLC0415
+
+    cols = [c for c in _CANONICAL if c in part.columns]
+    return read_alliance(
+        part[cols],
+        therapist="therapist" if "therapist" in part.columns else None,
+        rater="rater" if "rater" in part.columns else None,
+        scale=scale,
+        min_timepoints=min_timepoints,
+    )
+
+
+def _rule_frame(data: Any, rule_obj: Any) -> pd.DataFrame:
+    """The ratings the rules engine analyses (as in detect_episodes)."""
+    from alliancetrack.detection.detect import _rule_exclusions  # noqa: PLC0415
+
+    extra = _rule_exclusions(data, rule_obj)
+    frame = data.analysed_frame
+    if len(extra):
+        frame = frame.loc[~frame["patient"].isin(extra["patient"])]
+    return frame
+
+
+# --------------------------------------------------------------------------- pass 1: statistics
+def _moments_part(part: pd.DataFrame, rule_obj: Any, scale: Any, min_tp: int) -> pd.DataFrame:
+    if len(part) == 0:
+        return pd.DataFrame({"n": [0.0], "mean": [0.0], "m2": [0.0]})
+    x = _rule_frame(_as_data(part, scale, min_tp), rule_obj)["alliance"].dropna().to_numpy(float)
+    m = float(x.mean()) if x.size else 0.0
+    return pd.DataFrame({"n": [float(x.size)], "mean": [m], "m2": [float(((x - m) ** 2).sum())]})
+
+
+def _combined_sd(moments: pd.DataFrame) -> float:
+    """Sample SD from per-partition counts, means and sums of squares (Chan et al.)."""
+    n_tot, mean, m2 = 0.0, 0.0, 0.0
+    for n, mu, s in moments[["n", "mean", "m2"]].itertuples(index=False):
+        if n == 0:
+            continue
+        delta = mu - mean
+        tot = n_tot + n
+        mean += delta * n / tot
+        m2 += s + delta * delta * n_tot * n / tot
+        n_tot = tot
+    return float(np.sqrt(m2 / (n_tot - 1))) if n_tot > 1 else float("nan")
+
+
+def _noise_part(part: pd.DataFrame, scale: Any, min_tp: int) -> pd.DataFrame:
+    from alliancetrack.detection.changepoint import noise_statistics  # noqa: PLC0415
+
+    if len(part) == 0:
+        return pd.DataFrame({"sd": pd.Series([], dtype=float), "top": pd.Series([], dtype=float)})
+    sds, top = noise_statistics(_as_data(part, scale, min_tp))
+    # one row per reliable SD; the partition's largest |score| rides along (NaN padding)
+    out = pd.DataFrame({"sd": np.r_[sds, np.nan], "top": np.nan})
+    out.loc[out.index[-1], "top"] = top
+    return out
+
+
+# --------------------------------------------------------------------------- pass 2: detection
+def _empty_like_episodes(patient_dtype: Any) -> pd.DataFrame:
+    from alliancetrack.detection.episodes import empty_episodes  # noqa: PLC0415
+
+    e = empty_episodes(patient_dtype)
+    e["patient"] = e["patient"].astype(patient_dtype)
+    return e
+
+
+def _detect_part(
+    part: pd.DataFrame,
+    method: str,
+    rule: Any,
+    options: dict,
+    scale: Any,
+    min_tp: int,
+    patient_dtype: Any,
+) -> pd.DataFrame:
+    from alliancetrack.detection.detect import detect_episodes  # noqa: PLC0415
+
+    if len(part) == 0:
+        return _empty_like_episodes(patient_dtype)
+    data = _as_data(part, scale, min_tp)
+    if method == "changepoint":
+        ep = detect_episodes(data, method="changepoint", **options)
+    else:
+        ep = detect_episodes(data, method="rules", rule=rule, **options)
+    ep = ep.copy()
+    ep.attrs = {}
+    ep["patient"] = ep["patient"].astype(patient_dtype)
+    return ep
+
+
+def _remember(key: str, info: dict[str, Any]) -> None:
+    _MADE[key] = info
+    while len(_MADE) > 64:
+        _MADE.popitem(last=False)
+
+
+def detect_episodes_dask(
+    ddf: Any,
+    method: str = "rules",
+    rule: Any = "stiles-2sd",
+    *,
+    scale: Any = None,
+    data_min_timepoints: int = 3,
+    npartitions: int | None = None,
+    assume_partitioned: bool = False,
+    **options: Any,
+) -> Any:
+    """Detect episodes in a Dask DataFrame, partition by partition.
+
+    Called by :func:`alliancetrack.detect_episodes` for Dask input; the
+    result equals the in-memory result on the same data (up to row order).
+
+    Parameters
+    ----------
+    ddf : dask.dataframe.DataFrame
+        Canonical long data (``patient, session, alliance``; optional
+        ``therapist``, ``rater``).
+    method, rule, **options
+        As :func:`alliancetrack.detect_episodes`.
+    scale : str or Scale, optional
+        The instrument (range check; reliability for ``unit="rci"``), as
+        ``read_alliance(..., scale=)``.
+    data_min_timepoints : int
+        ``min_timepoints`` of :func:`alliancetrack.read_alliance` (patients with
+        fewer rated sessions are excluded from the data; ``min_timepoints`` in
+        ``options`` is the rule's, as in memory).
+    npartitions : int, optional
+        Partitions after hash-partitioning by patient (forces the shuffle).
+    assume_partitioned : bool
+        The input holds each patient in one partition already (skip the check).
+
+    Returns
+    -------
+    dask.dataframe.DataFrame
+        The episode table (lazy), one output partition per input partition.
+
+    Examples
+    --------
+    >>> import pandas as pd, pytest, alliancetrack as at
+    >>> dd = pytest.importorskip("dask.dataframe")  # the alliancetrack[dask] extra
+    >>> df = pd.DataFrame({"patient": 1, "session": range(1, 9),
+    ...                    "alliance": [4.0, 4.1, 4.0, 2.5, 3.0, 4.1, 4.0, 4.2]})
+    >>> ep = at.detect_episodes(dd.from_pandas(df, npartitions=1), rule="strauss-1sd")
+    >>> ep.compute()[["patient", "rupture_session", "repair_session"]]
+       patient  rupture_session  repair_session
+    0        1              4.0             6.0
+    """
+    _require_dask()
+    from alliancetrack.detection.rules import get_rule  # noqa: PLC0415
+    from alliancetrack.reading.scales import get_scale  # noqa: PLC0415
+
+    if method not in ("rules", "changepoint"):
+        raise AllianceDataError(
+            f"method {method!r} is not available for Dask input; use 'rules' or 'changepoint'."
+        )
+    _check_columns(ddf)
+    scale_obj = get_scale(scale)
+    parts = partition_by_patient(
+        ddf, npartitions=npartitions, assume_partitioned=assume_partitioned
+    )
+    patient_dtype = ddf._meta["patient"].dtype
+    opts = dict(options)
+    rule_obj = None
+    if method == "changepoint":
+        if "rule" in options:
+            raise TypeError("rule= applies to method='rules' only.")
+        if opts.get("noise_pool") is None:
+            meta = pd.DataFrame(
+                {"sd": pd.Series([], dtype=float), "top": pd.Series([], dtype=float)}
+            )
+            noise = parts.map_partitions(
+                _noise_part, scale_obj, data_min_timepoints, meta=meta
+            ).compute()
+            sds = noise["sd"].dropna().to_numpy()
+            top = noise["top"].max()
+            opts["noise_pool"] = (
+                float(np.median(sds)) if sds.size else float("nan"),
+                float(top) if pd.notna(top) else 0.0,
+            )
+        label = f"changepoint:{opts.get('model', 'l2')}"
+    else:
+        rule_obj = get_rule(rule, **{k: v for k, v in opts.items() if k != "sample_sd"})
+        needs_sd = rule_obj.unit in _SD_UNITS and not (
+            rule_obj.unit == "rci" and scale_obj is not None and scale_obj.sd is not None
+        )
+        if needs_sd and opts.get("sample_sd") is None:
+            meta = pd.DataFrame(
+                {
+                    "n": pd.Series([], dtype=float),
+                    "mean": pd.Series([], dtype=float),
+                    "m2": pd.Series([], dtype=float),
+                }
+            )
+            moments = parts.map_partitions(
+                _moments_part, rule_obj, scale_obj, data_min_timepoints, meta=meta
+            ).compute()
+            opts["sample_sd"] = _combined_sd(moments)
+        label = f"rules:{rule_obj.name}"
+        opts = {k: v for k, v in opts.items() if k == "sample_sd"}
+        rule = rule_obj
+    meta = _empty_like_episodes(patient_dtype)
+    out = parts.map_partitions(
+        _detect_part,
+        method,
+        rule,
+        opts,
+        scale_obj,
+        data_min_timepoints,
+        patient_dtype,
+        meta=meta,
+        enforce_metadata=False,
+    )
+    _remember(
+        out._name,
+        {
+            "data": parts._name,
+            "rule": rule_obj,
+            "method": label,
+            "scale": scale_obj,
+            "min_timepoints": data_min_timepoints,
+        },
+    )
+    return out
+
+
+# --------------------------------------------------------------------------- predictors
+def _predictors_part(
+    part: pd.DataFrame,
+    ep: pd.DataFrame,
+    rule_obj: Any,
+    method: Any,
+    scale: Any,
+    min_tp: int,
+    patient_dtype: Any,
+    meta: pd.DataFrame,
+    given: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    from alliancetrack.detection.detect import _rule_exclusions  # noqa: PLC0415
+    from alliancetrack.predictors import episode_predictors  # noqa: PLC0415
+
+    if len(part) == 0:
+        if len(ep):
+            raise AllianceDataError(
+                f"Episodes name {ep['patient'].nunique()} patient(s) that are not in the data: "
+                f"{', '.join(map(str, ep['patient'].unique()[:10]))}. Pass the same data the "
+                "episodes were detected in."
+            )
+        return meta
+    data = _as_data(part, scale, min_tp)
+    ep = ep.copy()
+    excluded = data.excluded
+    if rule_obj is not None:
+        extra = _rule_exclusions(data, rule_obj)
+        if len(extra):
+            excluded = pd.concat([excluded, extra], ignore_index=True)
+    if given is not None and len(given):  # exclusions carried by an in-memory episode table
+        mine = given[given["patient"].isin(data.patients)]
+        excluded = pd.concat([excluded, mine], ignore_index=True)
+    ep.attrs = {"excluded": excluded, "method": method}
+    out = episode_predictors(data, ep)
+    out["patient"] = out["patient"].astype(patient_dtype)
+    if len(ep) == 0:
+        out["method"] = method  # the cohort's method, as in memory
+        out["method"] = out["method"].astype(meta["method"].dtype)
+    return out
+
+
+def episode_predictors_dask(
+    ddf: Any,
+    episodes: Any,
+    *,
+    scale: Any = None,
+    data_min_timepoints: int | None = None,
+    npartitions: int | None = None,
+) -> Any:
+    """Per-patient predictors from a Dask DataFrame and its episodes.
+
+    Called by :func:`alliancetrack.episode_predictors` for Dask input.  When
+    ``episodes`` is the (unmodified) result of ``detect_episodes`` on ``ddf``
+    its partitions line up with the data's and nothing moves; otherwise data
+    and episodes are both hash-partitioned on ``patient``.
+
+    Parameters
+    ----------
+    ddf : dask.dataframe.DataFrame
+        The data the episodes were detected in.
+    episodes : dask.dataframe.DataFrame or pandas.DataFrame
+        The episode table.
+    scale, data_min_timepoints : optional
+        As in detection (by default those the episodes were detected with).
+    npartitions : int, optional
+        Partitions when both have to be hash-partitioned.
+
+    Returns
+    -------
+    dask.dataframe.DataFrame
+        One row per input patient (columns as the in-memory result).  Patients
+        excluded only by a rule's own ``min_timepoints`` are known when
+        ``episodes`` came straight from :func:`detect_episodes_dask` or is an
+        in-memory episode table from :func:`alliancetrack.detect_episodes`
+        (its ``attrs["excluded"]``); for other Dask episode tables only the
+        data's own exclusions are known.
+
+    Examples
+    --------
+    >>> import pandas as pd, pytest, alliancetrack as at
+    >>> dd = pytest.importorskip("dask.dataframe")  # the alliancetrack[dask] extra
+    >>> ddf = dd.from_pandas(pd.DataFrame({"patient": [1] * 4, "session": [1, 2, 3, 4],
+    ...                      "alliance": [4.0, 2.0, 4.0, 4.0]}), npartitions=1)
+    >>> pred = at.episode_predictors(ddf, at.detect_episodes(ddf, rule="strauss-1sd"))
+    >>> pred.compute()[["patient", "n_ruptures", "group"]]
+       patient  n_ruptures     group
+    0        1           1  repaired
+    """
+    dd = _require_dask()
+    _check_columns(ddf)
+    given = None
+    if not is_dask_dataframe(episodes):
+        if not isinstance(episodes, pd.DataFrame):
+            raise AllianceDataError("episodes must be a DataFrame (pandas or Dask).")
+        given = episodes.attrs.get("excluded")  # rule exclusions of the in-memory detection
+        given = getattr(given, "frame", given)  # (possibly wrapped for pandas' attrs)
+        if not isinstance(given, pd.DataFrame) or "patient" not in given:
+            given = None
+        episodes = episodes.copy()
+        episodes.attrs = {}
+        episodes = dd.from_pandas(episodes, npartitions=max(1, ddf.npartitions))
+    info = _MADE.get(episodes._name)
+    patient_dtype = ddf._meta["patient"].dtype
+    if info is not None:
+        parts = partition_by_patient(ddf, npartitions=None, assume_partitioned=False)
+        if parts._name != info["data"]:
+            info = None
+    if info is not None and episodes.npartitions == parts.npartitions:
+        ep_parts = episodes
+        rule_obj, method = info["rule"], info["method"]
+        scale = info["scale"] if scale is None else scale
+        min_tp = info["min_timepoints"] if data_min_timepoints is None else data_min_timepoints
+    else:
+        n = int(npartitions or ddf.npartitions)
+        parts = ddf.shuffle(on="patient", npartitions=n)
+        ep_parts = episodes.shuffle(on="patient", npartitions=n)
+        methods = episodes["method"].dropna().unique().compute().tolist()
+        if len(methods) > 1:
+            raise AllianceDataError(
+                f"The episode table mixes methods {methods}; compute predictors per method."
+            )
+        rule_obj, method = None, methods[0] if methods else pd.NA
+        min_tp = 3 if data_min_timepoints is None else data_min_timepoints
+    from alliancetrack.reading.scales import get_scale  # noqa: PLC0415
+
+    scale_obj = get_scale(scale)
+    meta = _predictors_meta(ddf, episodes, method, scale_obj, min_tp, patient_dtype)
+    return dd.map_partitions(
+        _predictors_part,
+        parts,
+        ep_parts,
+        rule_obj,
+        method,
+        scale_obj,
+        min_tp,
+        patient_dtype,
+        meta,
+        given,
+        meta=meta,
+        align_dataframes=False,
+        enforce_metadata=False,
+    )
+
+
+def _predictors_meta(
+    ddf: Any, episodes: Any, method: Any, scale: Any, min_tp: int, patient_dtype: Any
+) -> pd.DataFrame:
+    """Empty predictor table with the columns and dtypes the partitions give."""
+    from alliancetrack.predictors import episode_predictors  # noqa: PLC0415
+
+    pid = ddf._meta_nonempty["patient"].iloc[0]
+    level = float(scale.low) if scale is not None else 1.0
+    n = max(min_tp, 1)
+    sample = pd.DataFrame(
+        {"patient": [pid] * n, "session": list(range(1, n + 1)), "alliance": [level] * n}
+    )
+    sample["patient"] = sample["patient"].astype(patient_dtype)
+    data = _as_data(sample, scale, min_tp)
+    ep = episodes._meta.iloc[:0].copy()
+    ep.attrs = {"method": method}
+    out = episode_predictors(data, ep)
+    out["patient"] = out["patient"].astype(patient_dtype)
+    out["method"] = method
+    return out.iloc[:0]
