@@ -30,8 +30,9 @@ import ruptures as rpt
 
 import alliancetrack as at
 from alliancetrack.agreement.compare import compare_episodes
-from alliancetrack.detection.changepoint import _noise_sd_rows, bic_penalty, detect_changepoint
+from alliancetrack.detection.changepoint import detect_changepoint
 from alliancetrack.detection.pelt import pelt_l2_batch
+from alliancetrack.detection.segmentation import _noise_sd_rows, bic_penalty
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
 

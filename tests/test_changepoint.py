@@ -11,6 +11,7 @@ import pytest
 import ruptures as rpt
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference_changepoint import segment_episodes
 
 import alliancetrack as at
 from alliancetrack.detection.changepoint import (
@@ -22,7 +23,7 @@ from alliancetrack.detection.changepoint import (
 )
 from alliancetrack.detection.episodes import EPISODE_COLUMNS
 
-REF = Path("/work/shared/reference")
+REF = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 
 V_DIP = [4.0, 4.1, 3.9, 4.0, 4.1, 3.9, 2.0, 4.0, 4.1, 3.9, 4.0, 4.1]  # dip at session 7
 U_DIP = [4.0, 4.1, 3.9, 4.0, 2.5, 2.0, 1.9, 2.1, 2.4, 4.0, 3.9, 4.1, 4.0]
@@ -191,7 +192,7 @@ def test_episodes_follow_the_segments_ruptures_returns():
 @pytest.mark.filterwarnings("ignore:New behaviour in v1.1.5")
 def test_other_cost_models_find_the_u_dip(model):
     e = one(detect_changepoint(long(U_DIP), model=model, min_size=2))
-    assert e["method"] == f"changepoint:{model}"
+    assert e["method"] == f"changepoint:{model}[min_size=2]"  # the label names min_size
     assert e["rupture_session"] == 5 and e["repaired"]
 
 
@@ -256,9 +257,9 @@ def _segmented_patients(draw):
 def test_batch_episode_mapping_equals_the_per_patient_mapping(patients, fraction, up):
     from alliancetrack.detection.changepoint import _episodes_batch
 
-    expected = []
+    expected = []  # the plain per-patient oracle, sharing no code with the production mapping
     for i, (values, sessions, bkps, shift) in enumerate(patients):
-        for ep in episodes_from_segments(values, sessions, bkps, min_shift=shift,
+        for ep in segment_episodes(values, sessions, bkps, min_shift=shift,
                                          repair_fraction=fraction, higher_is_better=up):
             expected.append({"row": i, **ep})
     lengths = np.array([len(p[0]) for p in patients])

@@ -11,7 +11,7 @@ import pytest
 import alliancetrack as at
 from alliancetrack.agreement.compare import cohen_kappa, compare_episodes
 
-REF = Path("/work/shared/reference")
+REF = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 
 
 def ep(rows):

@@ -124,6 +124,11 @@ def test_partitioned_input_is_not_shuffled_and_foreign_episodes_are(client, coho
     want = at.episode_predictors(ordered, strict)
     assert want["status"].str.contains("rule 'stiles-2sd'").any()
     pd.testing.assert_frame_equal(_sorted(got, ["patient"]), _sorted(want, ["patient"]))
+    # the exclusions come from the label in the method column, not from attrs
+    saved = strict.copy()
+    saved.attrs = {}
+    got = at.episode_predictors(ddf, dd.from_pandas(saved, npartitions=2)).compute()
+    pd.testing.assert_frame_equal(_sorted(got, ["patient"]), _sorted(want, ["patient"]))
 
 
 def test_validation_errors_are_the_in_memory_ones(client, cohort):

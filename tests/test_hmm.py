@@ -172,14 +172,16 @@ def test_small_cohort_is_an_error_naming_alternatives():
 
 def test_label_round_trip_and_determinism():
     det = HMMDetector(n_starts=5, dip_unit="noise", df=3.0)
-    assert det.label == "hmm[df=3.0, dip_unit='noise', n_starts=5]"
-    assert HMMDetector.from_label(det.label) == det
-    assert HMMDetector.from_label("hmm") == HMMDetector()
+    assert det.label == "hmm[df=3.0,dip_unit='noise',n_starts=5]"
+    assert at.detector_from_label(det.label) == det
+    assert at.detector_from_label("hmm") == HMMDetector()
     plain = HMMDetector(partial=False)
     assert plain.label == "hmm[partial=False]"
-    assert HMMDetector.from_label(plain.label) == plain
+    assert at.detector_from_label(plain.label) == plain
     five = HMMDetector(decline=True)
-    assert HMMDetector.from_label(five.label) == five
+    assert at.detector_from_label(five.label) == five
+    assert at.detect_episodes(at.simulate_cohort(40, 10, seed=1).sessions, method="hmm",
+                              n_starts=1)["method"].iloc[0] == "hmm[n_starts=1]"
     with pytest.raises(ValueError, match="partial=True"):
         HMMDetector(partial=False, decline=True)
     with pytest.raises(ValueError, match="dip_unit"):

@@ -211,3 +211,13 @@ def test_scale_registry_and_custom_scale():
         at.read_alliance(frame(), scale="wai")
     with pytest.raises(ValueError, match="reliability"):
         at.Scale("x", 1, 5, reliability=1.2)
+
+
+def test_as_alliance_data_checks_the_range_when_it_swaps_the_scale():
+    from alliancetrack.reading.alliance import as_alliance_data
+
+    data = at.read_alliance(pd.DataFrame({"patient": [1, 1, 2], "session": [1, 2, 1],
+                                          "alliance": [4.0, 6.5, 3.0]}))
+    assert as_alliance_data(data, scale="srs").scale.name == "srs"  # SRS: 0-40
+    with pytest.raises(at.AllianceDataError, match=r"wai-sr range 1-5: patient 1 session 2: 6.5"):
+        as_alliance_data(data, scale="wai-sr")

@@ -146,10 +146,12 @@ def test_rater_without_answers_is_excluded_for_that_rater():
     df = pd.DataFrame({"patient": [1, 1, 2], "session": [1, 1, 1],
                        "rater": ["patient", "therapist", "patient"],
                        "tension": ["yes", "no", "no"], "resolved": [None] * 3})
-    ep = at.detect_episodes(at.read_psq(df, rater="rater"), method="self-report",
-                            rater="therapist")
-    exc = ep.attrs["excluded"]
+    psq = at.read_psq(df, rater="rater")
+    ep = at.detect_episodes(psq, method="self-report", rater="therapist")
+    exc = at.SelfReportDetector(rater="therapist").counting_data(psq).excluded
     assert exc["patient"].tolist() == [2] and "therapist" in exc["reason"].iloc[0]
+    status = at.episode_predictors(psq, ep).set_index("patient")["status"]
+    assert status[1] == "analysed" and "therapist" in status[2]
 
 
 # --------------------------------------------------------------------------- 3RS

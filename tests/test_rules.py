@@ -189,7 +189,8 @@ def test_rule_min_timepoints_exclusion_is_reported():
     data = at.read_alliance(long({"a": [4, 4, 1, 4, 4, 4], "b": [4, 1, 4]}))
     ep = at.detect_episodes(data, rule="strauss-1sd", min_timepoints=5)
     assert set(ep["patient"]) == {"a"}
-    excl = ep.attrs["excluded"]
+    assert ep["method"].unique().tolist() == ["rules:strauss-1sd[min_timepoints=5]"]
+    excl = at.detector_from_label(ep["method"].iloc[0]).exclusions(data)  # from data + label
     assert excl["patient"].tolist() == ["b"] and "fewer than 5" in excl["reason"].iloc[0]
     pred = at.episode_predictors(data, ep)
     assert pred.set_index("patient").loc["b", "status"].startswith("fewer than 5")
@@ -336,8 +337,7 @@ def test_episode_tables_from_different_data_concatenate():
                            rule="strauss-1sd")
     b = at.detect_episodes(at.read_alliance(long({"c": [4, 4, 1, 4], "d": [3, 3]})),
                            rule="strauss-1sd")
-    assert a.attrs["excluded"]["patient"].tolist() == ["b"]
     both = pd.concat([a, b], ignore_index=True)  # used to fail: DataFrames in attrs
     assert both["patient"].tolist() == ["a", "c"]
     same = pd.concat([a, a.copy()], ignore_index=True)
-    assert same.attrs["excluded"]["patient"].tolist() == ["b"]
+    assert same["method"].unique().tolist() == ["rules:strauss-1sd"]

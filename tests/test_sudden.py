@@ -22,7 +22,7 @@ import alliancetrack as at
 from alliancetrack.cli import sudden as sudden_cmd
 from alliancetrack.errors import AllianceDataError
 
-SGDATA = Path("/work/shared/data/sgdata.csv")
+SGDATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sgdata.csv"
 BDI_S1_S12 = [f"bdi_s{i}" for i in range(1, 13)]
 BDI_S0_S12 = [f"bdi_s{i}" for i in range(0, 13)]
 NAN = np.nan

@@ -13,33 +13,45 @@ line start quickly.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from alliancetrack import datasets
+from alliancetrack._version import __version__
+from alliancetrack.detection.base import DETECTORS, Detector, detector_from_label
+from alliancetrack.detection.changepoint import ChangepointDetector
 from alliancetrack.detection.detect import detect_episodes
 from alliancetrack.detection.episodes import EPISODE_COLUMNS
+from alliancetrack.detection.reported import ObserverDetector, SelfReportDetector
 from alliancetrack.detection.rules import PRESETS, DipRecoveryRule
-from alliancetrack.errors import AllianceDataError
-from alliancetrack.predictors import episode_predictors
+from alliancetrack.detection.sudden import SuddenChangeDetector
+from alliancetrack.errors import AllianceDataError, OptionError
+from alliancetrack.predictors import PREDICTOR_COLUMNS, episode_predictors
 from alliancetrack.reading.alliance import AllianceData, as_alliance_data, read_alliance
 from alliancetrack.reading.scales import SCALES, Scale
 from alliancetrack.reading.strategies import STRATEGIES, Strategy
+
+# registers the Dask engine, through which detect_episodes and episode_predictors accept
+# Dask DataFrames (Dask itself is imported only when such data arrive)
+from alliancetrack.scaling import dask_engine as _dask_engine  # noqa: F401
 from alliancetrack.simulation.cohort import SCENARIOS, SimulatedCohort, simulate_cohort
 
-__version__ = "0.1.0"
-
 _EAGER = (
-    "AllianceData", "AllianceDataError", "as_alliance_data", "datasets", "detect_episodes",
-    "DipRecoveryRule", "EPISODE_COLUMNS", "episode_predictors", "PRESETS", "read_alliance",
-    "Scale", "SCALES", "SCENARIOS", "simulate_cohort", "SimulatedCohort", "Strategy", "STRATEGIES",
+    "__version__", "AllianceData", "AllianceDataError", "as_alliance_data",
+    "ChangepointDetector", "datasets", "detect_episodes", "Detector", "detector_from_label",
+    "DETECTORS", "DipRecoveryRule", "EPISODE_COLUMNS", "episode_predictors",
+    "ObserverDetector", "OptionError", "PREDICTOR_COLUMNS", "PRESETS", "read_alliance",
+    "Scale", "SCALES", "SelfReportDetector", "simulate_cohort", "SimulatedCohort",
+    "SCENARIOS", "Strategy", "STRATEGIES", "SuddenChangeDetector",
 )
 
 # module (relative to the package) -> the public names it provides, imported on first use.
 _LAZY: dict[str, tuple[str, ...]] = {
     "agreement.compare": ("EpisodeComparison", "compare_episodes"),
-    "agreement.sources": ("source_agreement",),
+    "agreement.sources": ("AGREEMENT_COLUMNS", "source_agreement"),
     "detection.hmm": ("HMMDetector", "rupture_probabilities"),
-    "detection.sudden": ("CHANGE_COLUMNS", "INTERVAL_COLUMNS", "describe_sudden_changes",
-                         "reliable_change_cutoff", "select_changes", "sudden_changes"),
+    "detection.sudden": ("CHANGE_COLUMNS", "INTERVAL_COLUMNS", "reliable_change_cutoff",
+                         "sudden_changes"),
+    "detection.sudden_summary": ("describe_sudden_changes", "select_changes"),
     "models.formula": ("MixedFormula", "RandomTerm", "parse_mixed_formula"),
     "models.glmm": ("GLMMResult", "fit_glmm"),
     "models.glmm.helpers": ("compare_count_models", "overdispersion", "repair_table",
@@ -58,7 +70,8 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "plotting.strategies": ("plot_strategy_repair",),
     "reading.reported": ("ObserverData", "PSQData", "read_3rs", "read_psq"),
     "report.html": ("write_report",),
-    "simulation.studies": ("EVALUATION_COLUMNS", "evaluate_detection", "power_analysis",
+    "simulation.studies": ("EVALUATION_COLUMNS", "PowerResult", "SensitivityResult",
+                           "ValidationResult", "evaluate_detection", "power_analysis",
                            "rupture_definitions", "sensitivity_analysis", "validation_study"),
     "strategy_links": ("link_strategies", "repair_rates"),
 }
@@ -77,5 +90,75 @@ def __getattr__(name: str):
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY_NAMES))
 
+
+if TYPE_CHECKING:  # static analysers and the API docs see the lazy names as imports
+    from alliancetrack.agreement.compare import EpisodeComparison, compare_episodes
+    from alliancetrack.agreement.sources import AGREEMENT_COLUMNS, source_agreement
+    from alliancetrack.detection.hmm import HMMDetector, rupture_probabilities
+    from alliancetrack.detection.sudden import (
+        CHANGE_COLUMNS,
+        INTERVAL_COLUMNS,
+        reliable_change_cutoff,
+        sudden_changes,
+    )
+    from alliancetrack.detection.sudden_summary import describe_sudden_changes, select_changes
+    from alliancetrack.models.formula import MixedFormula, RandomTerm, parse_mixed_formula
+    from alliancetrack.models.glmm import GLMMResult, fit_glmm
+    from alliancetrack.models.glmm.helpers import (
+        compare_count_models,
+        overdispersion,
+        repair_table,
+        rupture_counts,
+    )
+    from alliancetrack.models.lmm import (
+        ConvergenceWarning,
+        MixedResult,
+        SingularFitWarning,
+        fit_mixed,
+    )
+    from alliancetrack.models.outcome import (
+        DroppedPatientsWarning,
+        FewClustersWarning,
+        GEEResult,
+        OutcomeResult,
+        fit_gee_logistic,
+        group_contrasts,
+        outcome_model,
+    )
+    from alliancetrack.models.random_effects import RandomEffects, build_random_effects
+    from alliancetrack.models.results import ModelResult, Summary
+    from alliancetrack.models.session_level import lag_within, split_within_between
+    from alliancetrack.models.strategies import (
+        SeparationWarning,
+        StrategyEffects,
+        strategy_effects,
+    )
+    from alliancetrack.plotting.sources import plot_source_agreement, plot_sources_timeline
+    from alliancetrack.plotting.strategies import plot_strategy_repair
+    from alliancetrack.plotting.trajectories import (
+        plot_coefficients,
+        plot_cohort,
+        plot_episode_summary,
+        plot_trajectories,
+    )
+    from alliancetrack.plotting.validation import (
+        plot_power,
+        plot_specification_curve,
+        plot_validation,
+    )
+    from alliancetrack.reading.reported import ObserverData, PSQData, read_3rs, read_psq
+    from alliancetrack.report.html import write_report
+    from alliancetrack.simulation.studies import (
+        EVALUATION_COLUMNS,
+        PowerResult,
+        SensitivityResult,
+        ValidationResult,
+        evaluate_detection,
+        power_analysis,
+        rupture_definitions,
+        sensitivity_analysis,
+        validation_study,
+    )
+    from alliancetrack.strategy_links import link_strategies, repair_rates
 
 __all__ = sorted({*_EAGER, *_LAZY_NAMES}, key=str.lower)

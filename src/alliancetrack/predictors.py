@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from alliancetrack.detection.episodes import attached
+from alliancetrack.detection.base import DETECTORS, Detector, detector_from_label
+from alliancetrack.detection.engines import engine_for
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.reading.alliance import as_alliance_data, patient_codes
-from alliancetrack.scaling.dask_engine import episode_predictors_dask, is_dask_dataframe
 from alliancetrack.strategy_links import strategy_counts
 
-__all__ = ["episode_predictors", "PREDICTOR_COLUMNS"]
+__all__ = ["episode_predictors", "episode_definition", "PREDICTOR_COLUMNS"]
 
 #: Columns of :func:`episode_predictors`, in order.
 PREDICTOR_COLUMNS: tuple[str, ...] = (
@@ -24,8 +24,87 @@ _NEEDED = ("patient", "rupture_session", "repaired", "depth", "method")
 _REPORTED = ("self-report", "observer")
 
 
+def episode_definition(episodes: pd.DataFrame,
+                       detector: Detector | str | None = None) -> tuple[str | None,
+                                                                        Detector | None]:
+    """The label and detector that made an episode table, read from its ``method`` column.
+
+    One label per table (two definitions in one table are an error).  A table
+    without rows cannot name its method in a column: then ``detector`` (a
+    detector or its label) is used, or the in-memory hint
+    ``episodes.attrs["method"]`` that :func:`alliancetrack.detect_episodes`
+    leaves; without either, an error says what is missing.  A label that no
+    registered detector claims (a hand-made table, e.g. ``"truth"``) gives
+    ``(label, None)``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from alliancetrack.predictors import episode_definition
+    >>> ep = pd.DataFrame({"method": ["rules:strauss-1sd[min_timepoints=5]"]})
+    >>> episode_definition(ep)[1].min_timepoints
+    5
+    """
+    labels = episodes["method"].dropna().unique().tolist()
+    if len(labels) > 1:
+        raise AllianceDataError(
+            f"The episode table mixes methods {labels}; compute predictors per method, e.g. "
+            "episodes[episodes['method'] == ...]."
+        )
+    if isinstance(detector, Detector):
+        detector = detector.label
+    label = labels[0] if labels else (detector or episodes.attrs.get("method"))
+    if label is None:
+        raise AllianceDataError(
+            "The episode table has no rows, so its method column cannot say which detector "
+            "made it (and which patients that detector excluded); pass detector= (the "
+            "detector or its label, e.g. 'rules:strauss-1sd[min_timepoints=5]')."
+        )
+    if labels and detector is not None and detector != label:
+        raise AllianceDataError(
+            f"detector={detector!r} does not match the episode table's method {label!r}."
+        )
+    head = str(label).split("[", 1)[0].split(":", 1)[0]
+    if head not in DETECTORS:
+        return str(label), None
+    try:
+        return str(label), detector_from_label(str(label))
+    except ValueError as exc:
+        raise AllianceDataError(
+            f"The episode table's method {label!r} is not a valid detector label: {exc}"
+        ) from exc
+
+
+def _counting_data(data, episodes: pd.DataFrame, detector):
+    """The data to count in, the table's label and detector, and the detector's exclusions."""
+    missing = [c for c in _NEEDED if c not in episodes.columns]
+    if missing:
+        raise AllianceDataError(
+            f"The episode table lacks column(s) {missing}; pass the output of "
+            "alliancetrack.detect_episodes."
+        )
+    label, det = episode_definition(episodes, detector)
+    if det is not None:
+        data = det.counting_data(data)
+        extra = det.exclusions(data)
+    else:  # a table not made by a registered detector: only the data's own exclusions
+        data = data.coverage_data() if hasattr(data, "coverage_data") else \
+            as_alliance_data(data)
+        extra = data.excluded.iloc[0:0]
+    ep_ids = pd.Index(episodes["patient"].unique())
+    unknown = sorted(ep_ids[~ep_ids.isin(data.patients)].tolist())
+    if unknown:
+        shown = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
+        raise AllianceDataError(
+            f"Episodes name {len(unknown)} patient(s) that are not in the data: {shown}. "
+            "Pass the same data the episodes were detected in."
+        )
+    return data, label, det, extra
+
+
 def episode_predictors(data, episodes: pd.DataFrame,
-                       strategies: pd.DataFrame | None = None) -> pd.DataFrame:
+                       strategies: pd.DataFrame | None = None, *,
+                       detector: Detector | str | None = None) -> pd.DataFrame:
     """One row per input patient with episode counts and summaries.
 
     Parameters
@@ -34,14 +113,21 @@ def episode_predictors(data, episodes: pd.DataFrame,
         The data the episodes were detected in; its ``patients`` define the
         rows of the result.
     episodes : DataFrame
-        From :func:`alliancetrack.detect_episodes` (one method).  With a Dask
-        DataFrame ``data`` the result is a Dask DataFrame; see
+        From :func:`alliancetrack.detect_episodes` (one method), in memory or
+        read back from a file: its ``method`` column names the detector, and
+        the patients that detector did not analyse (e.g. a rule's own
+        ``min_timepoints``) are re-derived from ``data`` (see
+        :func:`episode_definition`).  With a Dask DataFrame ``data`` the
+        result is a Dask DataFrame; see
         :func:`alliancetrack.scaling.dask_engine.episode_predictors_dask`.
     strategies : DataFrame, optional
         From :func:`alliancetrack.link_strategies`: adds per-patient
         ``n_strategy_episodes, n_strategies, n_immediate, n_expressive``
         (:func:`alliancetrack.strategy_links.strategy_counts`; missing for a
         patient without an episode in a coded session).
+    detector : Detector or str, optional
+        The detector (or its label) that made ``episodes``; needed only for an
+        episode table without rows that was read back from a file.
 
     Returns
     -------
@@ -84,41 +170,15 @@ def episode_predictors(data, episodes: pd.DataFrame,
     0        1                               analysed           1    repaired                  0.5
     1        2  fewer than 3 rated sessions (2 rated)        <NA>        <NA>                  NaN
     """
-    if is_dask_dataframe(data):  # out of core / distributed: alliancetrack.scaling.dask_engine
+    engine = engine_for(data)
+    if engine is not None:  # e.g. Dask: alliancetrack.scaling.dask_engine
         if strategies is not None:
             raise ValueError("strategies= is not available with Dask data; compute the "
                              "predictors, then merge strategy_counts(linked, patients).")
-        return episode_predictors_dask(data, episodes)
-    if hasattr(data, "_coverage_data"):  # PSQData / ObserverData: sessions covered
-        data = data._coverage_data(episodes)
-    else:
-        data = as_alliance_data(data)
-    missing = [c for c in _NEEDED if c not in episodes.columns]
-    if missing:
-        raise AllianceDataError(
-            f"The episode table lacks column(s) {missing}; pass the output of "
-            "alliancetrack.detect_episodes."
-        )
-    methods = episodes["method"].dropna().unique().tolist()
-    if len(methods) > 1:
-        raise AllianceDataError(
-            f"The episode table mixes methods {methods}; compute predictors per method, e.g. "
-            "episodes[episodes['method'] == ...]."
-        )
-    ep_ids = pd.Index(episodes["patient"].unique())
-    unknown = sorted(ep_ids[~ep_ids.isin(data.patients)].tolist())
-    if unknown:
-        shown = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
-        raise AllianceDataError(
-            f"Episodes name {len(unknown)} patient(s) that are not in the data: {shown}. "
-            "Pass the same data the episodes were detected in."
-        )
+        return engine.episode_predictors(data, episodes, detector=detector)
+    data, label, det, extra = _counting_data(data, episodes, detector)
     patients = data.patients
-    from_episodes = attached(episodes, "excluded")
-    excluded = pd.concat(
-        [data.excluded, data.excluded.iloc[0:0] if from_episodes is None else from_episodes],
-        ignore_index=True,
-    ).drop_duplicates("patient")
+    excluded = pd.concat([data.excluded, extra], ignore_index=True).drop_duplicates("patient")
     reason = pd.Series(excluded["reason"].to_numpy(), index=excluded["patient"].to_numpy())
     status = pd.Series("analysed", index=patients, dtype=object)
     hit = patients.isin(reason.index)
@@ -176,7 +236,7 @@ def episode_predictors(data, episodes: pd.DataFrame,
         """Counts as nullable integers, missing for patients not analysed."""
         return pd.arrays.IntegerArray(s.to_numpy().astype("int64"), mask=~analysed)
 
-    method = methods[0] if methods else episodes.attrs.get("method", pd.NA)
+    method = pd.NA if label is None else label
     out = pd.DataFrame({
         "patient": patients.to_numpy(),
         "status": status.to_numpy(),
@@ -195,7 +255,7 @@ def episode_predictors(data, episodes: pd.DataFrame,
         "mean_sessions_to_repair": mean_str.to_numpy(dtype="float64"),
     })
     sources = set(ep["source"].dropna()) if "source" in ep else set()
-    source = episodes.attrs.get("source")
+    source = det.method if det is not None else None
     if source in _REPORTED or sources & set(_REPORTED):
         # self-report / observer sources: repair status unknown, counts by type, intensity
         typ = ep["type"] if "type" in ep else pd.Series(pd.NA, index=ep.index, dtype=object)

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from alliancetrack.agreement.compare import _prepare, cohen_kappa, compare_episodes
-from alliancetrack.detection.episodes import attached
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.reading.alliance import AllianceData
 
@@ -30,6 +29,12 @@ AGREEMENT_COLUMNS: tuple[str, ...] = (
 )
 
 
+def _attrs_coverage(table: pd.DataFrame) -> pd.DataFrame | None:
+    """``attrs["coverage"]`` left by detect_episodes for self-report and observer tables."""
+    cov = table.attrs.get("coverage")
+    return None if cov is None else pd.DataFrame(cov)
+
+
 def _rater_of(table: pd.DataFrame):
     if "rater" in table.columns:
         raters = table["rater"].dropna().unique().tolist()
@@ -37,7 +42,7 @@ def _rater_of(table: pd.DataFrame):
             return raters[0]
         if len(raters) > 1:
             return raters
-    return table.attrs.get("rater")
+    return None
 
 
 def _coverage_of(name: str, table: pd.DataFrame, given) -> pd.DataFrame | None:
@@ -50,7 +55,7 @@ def _coverage_of(name: str, table: pd.DataFrame, given) -> pd.DataFrame | None:
             "patient-vs-therapist agreement."
         )
     if given is None:
-        cov = attached(table, "coverage")
+        cov = _attrs_coverage(table)
     elif isinstance(given, AllianceData):
         f = given.analysed_frame
         cov = f.loc[f["alliance"].notna(), ["patient", "session"]]
@@ -70,9 +75,6 @@ def _coverage_of(name: str, table: pd.DataFrame, given) -> pd.DataFrame | None:
         raise AllianceDataError(f"The coverage of {name!r} lacks column(s) {missing}.")
     if "rater" in cov.columns and rater is not None:
         cov = cov.loc[cov["rater"] == rater]
-    excluded = attached(table, "excluded")
-    if excluded is not None and len(excluded):
-        cov = cov.loc[~cov["patient"].isin(excluded["patient"])]
     out = pd.DataFrame({"patient": cov["patient"].to_numpy(),
                         "session": pd.to_numeric(cov["session"]).astype("float64").to_numpy()})
     return out.drop_duplicates().reset_index(drop=True)
@@ -90,7 +92,7 @@ def _split_raters(table: pd.DataFrame) -> tuple[dict, dict]:
             "A single episode table is compared across its raters (patient vs therapist) and "
             "needs a rater column; pass a dict {name: episodes, ...} to compare sources."
         )
-    cov = attached(table, "coverage")
+    cov = _attrs_coverage(table)
     raters = set(table["rater"].dropna())
     if cov is not None and "rater" in cov.columns:
         raters |= set(cov["rater"].dropna())
@@ -105,9 +107,6 @@ def _split_raters(table: pd.DataFrame) -> tuple[dict, dict]:
         sources[str(r)] = part
         if cov is not None:
             c = cov.loc[cov["rater"] == r] if "rater" in cov.columns else cov
-            excl = attached(table, "excluded")
-            if excl is not None and len(excl):
-                c = c.loc[~c["patient"].isin(excl["patient"])]
             coverage[str(r)] = c[["patient", "session"]]
     return sources, coverage
 
@@ -207,8 +206,8 @@ def source_agreement(sources: Mapping[str, pd.DataFrame] | pd.DataFrame, toleran
     analysed patients; a :class:`PSQData` or :class:`ObserverData`: answered
     questionnaires or coded sessions, of the episodes' rater; a DataFrame
     with ``patient, session``), else from ``episodes.attrs["coverage"]``
-    (set by ``detect_episodes`` for self-report and observer episodes).
-    Patients in ``episodes.attrs["excluded"]`` cover nothing.  Score-based
+    (set by ``detect_episodes`` for self-report and observer episodes, a
+    convenience lost when the table is saved).  Score-based
     episode tables do not carry their coverage: pass
     ``coverage={"scores": data}``.  When only one source of a pair has known
     coverage, its sessions are used (column ``coverage`` says

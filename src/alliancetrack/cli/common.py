@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from alliancetrack.errors import AllianceDataError
 from alliancetrack.reading.alliance import AllianceData, read_alliance
 
-__all__ = ["add_data_arguments", "load_data", "write_table"]
+__all__ = ["RULE_FIELDS", "add_data_arguments", "load_data", "parse_overrides", "write_table"]
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,3 +55,31 @@ def write_table(df: pd.DataFrame, out: str | None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(path, index=False)
     print(f"wrote {len(df)} rows to {path}", file=sys.stderr)
+
+
+#: Rule fields ``--set FIELD=VALUE`` can override, with their types.
+RULE_FIELDS = {
+    "reference": str, "reference_sessions": int, "threshold": float, "unit": str,
+    "decline_sessions": int, "recovery_fraction": float, "repair_window": int,
+    "min_timepoints": int,
+}
+
+
+def parse_overrides(items: list[str] | None) -> dict:
+    """``--set FIELD=VALUE`` items as rule field overrides."""
+    out: dict = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in RULE_FIELDS:
+            raise AllianceDataError(
+                f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(RULE_FIELDS)}."
+            )
+        if key == "repair_window" and value.strip().lower() in ("none", ""):
+            out[key] = None
+            continue
+        try:
+            out[key] = RULE_FIELDS[key](value)
+        except ValueError:
+            raise AllianceDataError(f"--set {item!r}: {value!r} is not a valid {key}.") from None
+    return out

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from alliancetrack.cli.common import add_data_arguments, load_data, write_table
+from alliancetrack.cli.common import (
+    RULE_FIELDS,
+    add_data_arguments,
+    load_data,
+    parse_overrides,
+    write_table,
+)
 from alliancetrack.cli.engine import add_engine_arguments, run_dask
 from alliancetrack.detection.detect import detect_episodes
 from alliancetrack.detection.rules import PRESETS
@@ -14,30 +20,6 @@ from alliancetrack.predictors import episode_predictors
 
 __all__ = ["register"]
 
-_RULE_FIELDS = {
-    "reference": str, "reference_sessions": int, "threshold": float, "unit": str,
-    "decline_sessions": int, "recovery_fraction": float, "repair_window": int,
-    "min_timepoints": int,
-}
-
-
-def _parse_overrides(items: list[str] | None) -> dict:
-    out: dict = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in _RULE_FIELDS:
-            raise AllianceDataError(
-                f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(_RULE_FIELDS)}."
-            )
-        if key == "repair_window" and value.strip().lower() in ("none", ""):
-            out[key] = None
-            continue
-        try:
-            out[key] = _RULE_FIELDS[key](value)
-        except ValueError:
-            raise AllianceDataError(f"--set {item!r}: {value!r} is not a valid {key}.") from None
-    return out
 
 
 def _add_method_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,7 +38,7 @@ def _episodes(args, data):
             raise AllianceDataError("--set applies to --method rules only.")
         return detect_episodes(data, method="changepoint")
     return detect_episodes(data, method="rules", rule=args.rule,
-                           **_parse_overrides(args.overrides))
+                           **parse_overrides(args.overrides))
 
 
 def run_detect(args: argparse.Namespace) -> int:
@@ -83,7 +65,7 @@ def run_presets(args: argparse.Namespace) -> int:
     for name, rule in PRESETS.items():
         print(f"{name}\n  {rule!r}\n  {rule.describe()}\n  {rule.citation}\n")
     print("Override fields with --set FIELD=VALUE (detect, predictors) or "
-          f"rule.replace(...) in Python. Fields: {', '.join(_RULE_FIELDS)}.")
+          f"rule.replace(...) in Python. Fields: {', '.join(RULE_FIELDS)}.")
     return 0
 
 

@@ -9,7 +9,9 @@ from typing import Any
 
 import pandas as pd
 
+from alliancetrack.cli.common import parse_overrides
 from alliancetrack.errors import AllianceDataError
+from alliancetrack.scaling.dask_engine import detect_episodes_dask, episode_predictors_dask
 
 __all__ = ["add_engine_arguments", "run_dask"]
 
@@ -77,14 +79,12 @@ def run_dask(args: argparse.Namespace, what: str) -> int:
     """Run ``detect`` or ``predictors`` with the Dask engine; writes a Parquet folder."""
     from distributed import Client, LocalCluster  # noqa: PLC0415
 
-    from alliancetrack.cli.core import _parse_overrides  # noqa: PLC0415
-    from alliancetrack.scaling.dask_engine import detect_episodes_dask, episode_predictors_dask  # noqa: PLC0415
 
     if args.out is None or args.out == "-":
         raise AllianceDataError("--engine dask writes a Parquet folder: give --out DIR.")
     if args.method == "changepoint" and args.overrides:
         raise AllianceDataError("--set applies to --method rules only.")
-    opts = {} if args.method == "changepoint" else _parse_overrides(args.overrides)
+    opts = {} if args.method == "changepoint" else parse_overrides(args.overrides)
     with ExitStack() as stack:
         if args.scheduler:
             client = stack.enter_context(Client(args.scheduler))

@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from alliancetrack import __version__
+from alliancetrack._version import __version__
 from alliancetrack.cli.commands import COMMAND_MODULES
 from alliancetrack.errors import AllianceDataError
 

@@ -1,44 +1,57 @@
-"""``detect_episodes``: one entry point for every episode detector."""
+"""``detect_episodes``: one entry point for every registered episode detector."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
-from alliancetrack.detection.episodes import attach, finalize_episodes
-from alliancetrack.detection.rule_engine import detect_rule_episodes
-from alliancetrack.detection.rules import DipRecoveryRule, get_rule
-from alliancetrack.errors import AllianceDataError
-from alliancetrack.reading.alliance import AllianceData, as_alliance_data
-from alliancetrack.scaling.dask_engine import detect_episodes_dask, is_dask_dataframe
+# the detector modules register their methods (rules, changepoint, sudden, self-report,
+# observer, hmm) in alliancetrack.detection.base.DETECTORS when imported
+from alliancetrack.detection import changepoint, hmm, reported, rules, sudden  # noqa: F401
+from alliancetrack.detection.base import DETECTORS, Detector, make_detector
+from alliancetrack.detection.engines import engine_for
+from alliancetrack.detection.rules import DipRecoveryRule
 
-__all__ = ["detect_episodes"]
-
-_METHODS = ("rules", "changepoint", "hmm", "self-report", "observer")
+__all__ = ["detect_episodes", "resolve_detector"]
 
 
-def _single_rater(data: AllianceData) -> None:
-    if len(data.raters) > 1:
-        raise AllianceDataError(
-            f"The data hold ratings from several raters {data.raters}; episodes are detected "
-            "in one perspective at a time. Use data.select_rater('patient') (or another rater) "
-            "first."
-        )
+class _Default(str):
+    """A default argument value that can be told apart from the same value given."""
+
+    __slots__ = ()
 
 
-def _rule_exclusions(data: AllianceData, rule: DipRecoveryRule) -> pd.DataFrame:
-    """Patients analysed by ``data`` but with fewer rated sessions than the rule needs."""
-    if rule.min_timepoints <= data.min_timepoints:
-        return data.excluded.iloc[0:0]
-    rated = data.analysed_frame.groupby("patient", sort=False)["alliance"].count()
-    few = rated[rated < rule.min_timepoints]
-    return pd.DataFrame({
-        "patient": few.index.to_numpy(),
-        "reason": [f"fewer than {rule.min_timepoints} rated sessions ({n} rated; rule "
-                   f"{rule.name!r})" for n in few.to_numpy()],
-    })
+_RULE = _Default("stiles-2sd")
+_METHOD = _Default("rules")
 
 
-def detect_episodes(data, method: str = "rules", rule: str | DipRecoveryRule = "stiles-2sd",
+def resolve_detector(method: str = _METHOD, rule: str | Detector = _RULE,
+                     **options: Any) -> Detector:
+    """The detector ``detect_episodes(data, method=, rule=, **options)`` runs.
+
+    Every option is checked against the method's detector: unknown and
+    inapplicable options (``method="changepoint", rule="rci"``) raise
+    :class:`alliancetrack.OptionError` naming the option and listing the
+    valid ones.  ``rule`` may also be any detector object; its method is
+    then used.
+
+    Examples
+    --------
+    >>> from alliancetrack.detection.detect import resolve_detector
+    >>> resolve_detector(rule="strauss-1sd", repair_window=1).label
+    'rules:strauss-1sd[repair_window=1]'
+    >>> resolve_detector("changepoint", min_shift=1.5).label
+    'changepoint:l2[min_shift=1.5]'
+    """
+    if isinstance(rule, Detector) and method is _METHOD:
+        method = rule.method
+    if method not in DETECTORS:
+        raise ValueError(f"Unknown method {method!r}; choose one of {tuple(DETECTORS)}.")
+    return make_detector(method, None if rule is _RULE or rule is None else rule, **options)
+
+
+def detect_episodes(data, method: str = _METHOD, rule: str | DipRecoveryRule = _RULE,
                     **options) -> pd.DataFrame:
     """Detect rupture-repair episodes.
 
@@ -49,27 +62,35 @@ def detect_episodes(data, method: str = "rules", rule: str | DipRecoveryRule = "
         columns ``patient, session, alliance``; for the self-report and
         observer methods, from :func:`alliancetrack.read_psq` /
         :func:`alliancetrack.read_3rs`.
-    method : {"rules", "changepoint", "hmm", "self-report", "observer"}
-        ``"rules"``: a dip-and-recovery rule (see :mod:`alliancetrack.detection.rules`
-        for the exact semantics).  ``"changepoint"``: change-point detection
-        with ``ruptures`` (see :mod:`alliancetrack.detection.changepoint`).  ``"hmm"``:
-        a cohort hidden Markov model with rupture probabilities (see
-        :class:`alliancetrack.detection.hmm.HMMDetector`; ``options`` are its
-        parameters).
+    method : {"rules", "changepoint", "sudden", "self-report", "observer", ...}
+        Any registered detector (:data:`alliancetrack.DETECTORS`).
+        ``"rules"``: a dip-and-recovery rule (:class:`alliancetrack.DipRecoveryRule`,
+        see :mod:`alliancetrack.detection.rules` for the exact semantics).
+        ``"changepoint"``: change-point detection with ``ruptures``
+        (:class:`alliancetrack.ChangepointDetector`).  ``"sudden"``: sudden
+        changes (Tang & DeRubeis 1999; :class:`alliancetrack.SuddenChangeDetector`),
+        a sudden drop being a rupture and its reversal the repair.
         ``"self-report"`` (PSQ) and ``"observer"`` (3RS): within-session
-        ruptures reported or coded (see :mod:`alliancetrack.reading.reported`).
-    rule : str or DipRecoveryRule
+        ruptures reported or coded (:class:`alliancetrack.SelfReportDetector`,
+        :class:`alliancetrack.ObserverDetector`).  ``"hmm"``: a cohort hidden
+        Markov model with rupture probabilities
+        (:class:`alliancetrack.HMMDetector`).
+    rule : str or Detector
         With ``method="rules"``: a preset name from
-        :data:`alliancetrack.PRESETS` or a rule object.
+        :data:`alliancetrack.PRESETS` or a rule object.  Any detector object
+        is accepted (its method is used); with other methods a preset name is
+        an error.
     **options
-        With ``method="rules"``: fields of the rule to override
-        (e.g. ``threshold=1.5, repair_window=3``).  With
-        ``method="changepoint"``: options of the change-point detector
-        (``penalty``, ``model``, ``min_size``, ...).  With the self-report
-        and observer methods: their cutoffs (``tension_cutoff``,
-        ``significance_cutoff``, ...).  A Dask DataFrame
-        ``data`` is processed out of core and gives a Dask DataFrame; see
-        :func:`alliancetrack.scaling.dask_engine.detect_episodes_dask` for its options.
+        Fields of the method's detector to set (for rules: fields of the rule
+        to override, e.g. ``threshold=1.5, repair_window=3``; for change
+        points ``penalty``, ``model``, ``min_size``, ...; for the self-report
+        and observer methods their cutoffs ``tension_cutoff``,
+        ``significance_cutoff``, ...).  An option the detector does not take
+        raises :class:`alliancetrack.OptionError` (a ``ValueError``) naming it
+        and listing the valid ones.  A Dask DataFrame ``data`` is processed
+        out of core and gives a Dask DataFrame; see
+        :func:`alliancetrack.scaling.dask_engine.detect_episodes_dask` for its
+        options.
 
     Returns
     -------
@@ -77,9 +98,13 @@ def detect_episodes(data, method: str = "rules", rule: str | DipRecoveryRule = "
         One row per episode, columns :data:`alliancetrack.EPISODE_COLUMNS`:
         ``patient, episode, method, source, type, intensity,
         rupture_session, nadir_session, nadir_level, pre_level, depth,
-        repair_session, repaired, censored, sessions_to_repair``.  Patients
-        that were not analysed are listed in ``result.attrs["excluded"]``
-        (``patient, reason``); :func:`alliancetrack.episode_predictors` puts
+        repair_session, repaired, censored, sessions_to_repair``.  ``method``
+        holds the detector's label, which names every non-default
+        parameter (``"rules:strauss-1sd[repair_window=1]"``) and turns back
+        into the detector with :func:`alliancetrack.detector_from_label`, so
+        the table still says how it was made after a CSV or Parquet round
+        trip.  Patients that were not analysed are re-derived from the data
+        and the label by :func:`alliancetrack.episode_predictors`, which puts
         every patient in its output.
 
     Examples
@@ -92,42 +117,18 @@ def detect_episodes(data, method: str = "rules", rule: str | DipRecoveryRule = "
     ...     "repaired", "sessions_to_repair"]]
        patient  rupture_session  nadir_level  pre_level  repair_session  repaired  sessions_to_repair
     0        1              4.0          2.5        4.0             6.0      True                 2.0
+    >>> at.detect_episodes(df, rule="strauss-1sd", repair_window=1)["method"].tolist()
+    ['rules:strauss-1sd[repair_window=1]']
     """
-    if method not in _METHODS:
-        raise ValueError(f"Unknown method {method!r}; choose one of {_METHODS}.")
-    if is_dask_dataframe(data):  # out of core / distributed: alliancetrack.scaling.dask_engine
-        return detect_episodes_dask(data, method=method, rule=rule, **options)
-    if method in ("self-report", "observer"):
-        from alliancetrack.reading.reported import detect_reported_episodes  # noqa: PLC0415
-
-        return detect_reported_episodes(data, method=method, **options)
-    data = as_alliance_data(data)
-    _single_rater(data)
-    if method == "hmm":  # cohort hidden Markov model (alliancetrack.detection.hmm)
-        from alliancetrack.detection.hmm import HMMDetector  # noqa: PLC0415
-
-        return HMMDetector(**options).detect(data)
-    if method == "changepoint":
-        if "rule" in options:
-            raise TypeError("rule= applies to method='rules' only.")
-        from alliancetrack.detection.changepoint import detect_changepoint  # noqa: PLC0415
-
-        episodes = detect_changepoint(data, **options)
-        excluded = data.excluded
-    else:
-        sample_sd = options.pop("sample_sd", None)  # cohort-wide, from the Dask engine
-        rule_obj = get_rule(rule, **options)
-        hib = data.higher_is_better if rule_obj.higher_is_better is None else \
-            rule_obj.higher_is_better
-        extra = _rule_exclusions(data, rule_obj)
-        frame = data.analysed_frame
-        if len(extra):
-            frame = frame.loc[~frame["patient"].isin(extra["patient"])]
-        raw = detect_rule_episodes(frame, rule_obj, data.scale, higher_is_better=hib,
-                                   sample_sd=sample_sd)
-        episodes = finalize_episodes(raw, patient_dtype=data.patients.dtype)
-        excluded = pd.concat([data.excluded, extra], ignore_index=True) if len(extra) else \
-            data.excluded
-        episodes.attrs["rule"] = repr(rule_obj)
-    episodes.attrs["excluded"] = attach(excluded.reset_index(drop=True))
+    engine = engine_for(data)
+    if engine is not None:  # e.g. Dask: alliancetrack.scaling.dask_engine
+        kw = dict(options)
+        if rule is not _RULE:
+            kw["rule"] = rule
+        return engine.detect_episodes(data, method=str(method), **kw)
+    detector = resolve_detector(method, rule, **options)
+    episodes = detector.detect(data)
+    # a hint for an episode table without rows, which cannot name its method in a column;
+    # episode_predictors never relies on it when the table has rows
+    episodes.attrs["method"] = detector.label
     return episodes

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["EPISODE_COLUMNS", "Attached", "attach", "attached", "empty_episodes",
-           "finalize_episodes"]
+__all__ = ["EPISODE_COLUMNS", "empty_episodes", "finalize_episodes"]
 
 #: Columns every episode table has, in this order (see DESIGN.md).
 EPISODE_COLUMNS: tuple[str, ...] = (
@@ -98,67 +97,3 @@ def finalize_episodes(df: pd.DataFrame, patient_dtype=None) -> pd.DataFrame:
         df["patient"] = df["patient"].astype(patient_dtype)
     extra = [c for c in df.columns if c not in EPISODE_COLUMNS]
     return df[list(EPISODE_COLUMNS) + extra]
-
-
-class Attached:
-    """A table attached to an episode table's ``attrs`` (e.g. ``attrs["excluded"]``).
-
-    pandas compares ``attrs`` when concatenating and deep-copies them on most
-    operations.  A bare DataFrame there makes ``pd.concat`` of two episode
-    tables fail ("truth value of a DataFrame is ambiguous") and is copied on
-    every filter.  This wrapper compares by content, is not copied (treat it
-    as read-only) and otherwise behaves like the DataFrame it holds
-    (``attrs["excluded"]["patient"]``, ``len(...)``); ``.frame`` is the
-    DataFrame itself.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> from alliancetrack.detection.episodes import attach
-    >>> a = pd.DataFrame({"x": [1]}); b = pd.DataFrame({"x": [2]})
-    >>> a.attrs["info"] = attach(pd.DataFrame({"p": [1]}))
-    >>> b.attrs["info"] = attach(pd.DataFrame({"p": [2]}))
-    >>> len(pd.concat([a, b]))  # attrs differ: dropped, no error
-    2
-    """
-
-    __slots__ = ("frame",)
-    __hash__ = None  # type: ignore[assignment]
-
-    def __init__(self, frame: pd.DataFrame) -> None:
-        self.frame = frame
-
-    def __eq__(self, other) -> bool:
-        if isinstance(other, Attached):
-            other = other.frame
-        return isinstance(other, pd.DataFrame) and (other is self.frame or
-                                                     self.frame.equals(other))
-
-    def __deepcopy__(self, memo) -> Attached:
-        return self
-
-    def __copy__(self) -> Attached:
-        return self
-
-    def __getitem__(self, key):
-        return self.frame[key]
-
-    def __getattr__(self, name: str):
-        return getattr(self.frame, name)
-
-    def __len__(self) -> int:
-        return len(self.frame)
-
-    def __repr__(self) -> str:
-        return repr(self.frame)
-
-
-def attach(frame: pd.DataFrame) -> Attached:
-    """Wrap a DataFrame for an episode table's ``attrs`` (see :class:`Attached`)."""
-    return frame if isinstance(frame, Attached) else Attached(frame)
-
-
-def attached(episodes: pd.DataFrame, key: str) -> pd.DataFrame | None:
-    """The DataFrame stored under ``episodes.attrs[key]`` (wrapped or not), or None."""
-    value = episodes.attrs.get(key)
-    return value.frame if isinstance(value, Attached) else value

@@ -23,13 +23,23 @@ original scale and ``depth`` is positive.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-from alliancetrack.detection.episodes import attach, finalize_episodes
+from alliancetrack.detection.base import (
+    Check,
+    Detector,
+    flag,
+    number,
+    one_of,
+    positive,
+    register_detector,
+    whole,
+)
+from alliancetrack.detection.episodes import finalize_episodes
 from alliancetrack.detection.hmm_fit import (
     FitResult,
     fit_hmm,
@@ -115,8 +125,9 @@ def _pack(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     return np.asarray(ids), np.c_[codes, pos], X, S
 
 
+@register_detector
 @dataclass(frozen=True)
-class HMMDetector:
+class HMMDetector(Detector):
     """Cohort hidden Markov model of ruptures (stable, ruptured, partially repaired).
 
     Parameters
@@ -180,6 +191,12 @@ class HMMDetector:
     """
 
     method: ClassVar[str] = "hmm"
+    checks: ClassVar[dict[str, Check]] = {
+        "df": positive(), "dip_unit": one_of("scale", "noise"), "n_starts": whole(1),
+        "max_iter": whole(1), "tol": positive(), "prior_df": number(), "partial": flag(),
+        "decline": flag(), "dip_spread": flag(), "subsample": whole(2), "seed": whole(0),
+        "min_patients": whole(2),
+    }
     df: float = 10.0
     dip_unit: str = "scale"
     n_starts: int = 3
@@ -193,46 +210,13 @@ class HMMDetector:
     seed: int = 0
     min_patients: int = 10
 
-    def __post_init__(self) -> None:
-        if self.dip_unit not in ("scale", "noise"):
-            raise ValueError(f"dip_unit must be 'scale' or 'noise', got {self.dip_unit!r}.")
-        if not (self.df > 0 and self.prior_df >= 0 and self.tol > 0):
-            raise ValueError("df must be positive, prior_df non-negative and tol positive.")
+    def _check_combination(self) -> None:
+        if self.prior_df < 0:
+            raise ValueError(f"prior_df must be non-negative, got {self.prior_df!r}.")
         if self.decline and not self.partial:
             raise ValueError("decline=True needs partial=True (a decline passes through it).")
-        if int(self.n_starts) < 1 or int(self.max_iter) < 1 or int(self.min_patients) < 2 \
-                or int(self.subsample) < int(self.min_patients):
-            raise ValueError("n_starts and max_iter must be at least 1, min_patients at least 2 "
-                             "and subsample at least min_patients.")
-
-    @property
-    def label(self) -> str:
-        """``"hmm"``, with every non-default parameter in brackets."""
-        changed = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
-                   if getattr(self, f.name) != f.default]
-        return self.method + (f"[{', '.join(changed)}]" if changed else "")
-
-    @classmethod
-    def from_label(cls, label: str) -> HMMDetector:
-        """The detector a :attr:`label` names (``"hmm[n_starts=5]"``)."""
-        if not label.startswith(cls.method):
-            raise ValueError(f"{label!r} is not an hmm label.")
-        inner = label[len(cls.method):].strip()
-        if not inner:
-            return cls()
-        if not (inner.startswith("[") and inner.endswith("]")):
-            raise ValueError(f"Cannot read the parameters of {label!r}.")
-        kw = {}
-        types = {f.name: f.type for f in fields(cls)}
-        for part in inner[1:-1].split(","):
-            key, _, value = part.strip().partition("=")
-            if key not in types:
-                raise ValueError(f"Unknown hmm parameter {key!r} in {label!r}.")
-            value = value.strip()
-            kw[key] = value.strip("'\"") if types[key] == "str" else \
-                value == "True" if types[key] == "bool" else \
-                int(value) if types[key] == "int" else float(value)
-        return cls(**kw)
+        if self.subsample < self.min_patients:
+            raise ValueError("subsample must be at least min_patients.")
 
     # ------------------------------------------------------------------ fitting
     def fit(self, data) -> HMMFit:
@@ -294,7 +278,6 @@ class HMMDetector:
         data = as_alliance_data(data)
         fit = self.fit(data)
         episodes = episodes_from_fit(fit, patient_dtype=data.patients.dtype)
-        episodes.attrs["excluded"] = attach(fit.excluded.reset_index(drop=True))
         episodes.attrs["hmm"] = fit.summary()
         return episodes
 
@@ -355,7 +338,6 @@ def probabilities_from_fit(fit: HMMFit, data: AllianceData) -> pd.DataFrame:
     out = data.frame[["patient", "session"]].merge(
         analysed[["patient", "session", "p_rupture", "p_onset"]], on=["patient", "session"],
         how="left", sort=False)
-    out.attrs["excluded"] = attach(fit.excluded.reset_index(drop=True))
     out.attrs["hmm"] = fit.summary()
     return out
 
@@ -377,7 +359,7 @@ def rupture_probabilities(data, method: str = "hmm", **params) -> pd.DataFrame:
     pandas.DataFrame
         ``patient, session, p_rupture, p_onset``: one row per row of the
         data.  ``p_rupture`` is NaN for missing ratings; both are NaN for
-        patients not analysed (listed in ``attrs["excluded"]``).
+        patients not analysed (``data.excluded``).
         ``p_onset`` is the probability that a rupture *starts* at the session
         (the chain passes through missing sessions, so it is defined there
         too): summed over a patient's sessions it is the expected number of

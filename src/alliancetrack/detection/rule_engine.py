@@ -12,13 +12,17 @@ agree with.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
-from alliancetrack.detection.rules import DipRecoveryRule
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.reading.alliance import patient_codes
 from alliancetrack.reading.scales import Scale
+
+if TYPE_CHECKING:  # the rule objects call this engine; it only reads their fields
+    from alliancetrack.detection.rules import DipRecoveryRule
 
 __all__ = ["detect_rule_episodes", "pack_series", "rule_thresholds"]
 
@@ -245,7 +249,7 @@ def detect_rule_episodes(frame: pd.DataFrame, rule: DipRecoveryRule, scale: Scal
     rep_session = np.where(repaired_flag, S[code, np.maximum(rep_i, 0)], np.nan)
     return pd.DataFrame({
         "patient": ids[code] if len(ids) else np.array([], dtype=object),
-        "method": f"rules:{rule.name}",
+        "method": rule.label,
         "rupture_session": S[code, rup_i] if len(code) else np.zeros(0),
         "nadir_session": S[code, nad_i] if len(code) else np.zeros(0),
         "nadir_level": nad_v,

@@ -1,8 +1,9 @@
 """Dip-and-recovery rules: parameter objects and literature presets.
 
 A rule says when a drop in the alliance counts as a rupture and when the
-alliance counts as repaired.  The rules here are parameter objects only; the
-detection itself is in :mod:`alliancetrack.detection.rule_engine`.
+alliance counts as repaired.  The rules here are parameter objects (the
+:class:`~alliancetrack.detection.base.Detector` of ``method="rules"``); the
+vectorised detection itself is in :mod:`alliancetrack.detection.rule_engine`.
 
 Semantics shared by every rule (what :func:`alliancetrack.detect_episodes`
 computes with ``method="rules"``):
@@ -36,9 +37,24 @@ computes with ``method="rules"``):
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, fields, replace
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+import pandas as pd
+
+from alliancetrack.detection.base import (
+    Check,
+    Detector,
+    flag,
+    one_of,
+    positive,
+    register_detector,
+    single_rater,
+    whole,
+)
+from alliancetrack.detection.episodes import finalize_episodes
+from alliancetrack.detection.rule_engine import detect_rule_episodes
+from alliancetrack.reading.alliance import as_alliance_data
 
 __all__ = ["DipRecoveryRule", "PRESETS", "get_rule"]
 
@@ -59,14 +75,19 @@ _UNIT_TEXT = {
 }
 
 
+@register_detector
 @dataclass(frozen=True)
-class DipRecoveryRule:
-    """A dip-and-recovery rule for rupture-repair episodes.
+class DipRecoveryRule(Detector):
+    """A dip-and-recovery rule for rupture-repair episodes (``method="rules"``).
 
     Parameters
     ----------
     name : str
-        Label used in the ``method`` column (``"rules:<name>"``).
+        Name of the rule; a preset name (:data:`PRESETS`) or your own.  The
+        episode table's ``method`` column holds the rule's :attr:`label`:
+        ``"rules:<name>"`` for an unchanged preset, the changed fields in
+        brackets otherwise (``"rules:strauss-1sd[repair_window=1]"``), and
+        every field for a rule that is not a preset.
     reference : {"previous", "mean_previous", "patient_mean"}
         Level the dip is measured from: the previous rated session, the mean
         of the ``reference_sessions`` previous rated sessions, or the
@@ -103,9 +124,27 @@ class DipRecoveryRule:
     >>> rule = at.DipRecoveryRule("my-rule", threshold=1.5, repair_window=3)
     >>> rule.threshold, rule.unit, rule.repair_window
     (1.5, 'within_sd', 3)
-    >>> at.PRESETS["stiles-2sd"].replace(threshold=1.5).threshold
-    1.5
+    >>> at.PRESETS["stiles-2sd"].replace(threshold=1.5).label
+    'rules:stiles-2sd[threshold=1.5]'
     """
+
+    method: ClassVar[str] = "rules"
+    name_field: ClassVar[str | None] = "name"
+    option_word: ClassVar[str] = "rule field"
+    checks: ClassVar[dict[str, Check]] = {
+        "reference": one_of(*_REFERENCES),
+        "unit": one_of(*_UNITS),
+        "reference_sessions": whole(1),
+        "decline_sessions": whole(1),
+        "min_timepoints": Check(
+            lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 3,
+            "be a whole number >= 3: a rupture-repair sequence needs a pre-rupture, a rupture "
+            "and a repair session"),
+        "threshold": positive(),
+        "recovery_fraction": positive(upper=2),
+        "repair_window": whole(1, optional=True),
+        "higher_is_better": flag(optional=True),
+    }
 
     name: str = "custom"
     reference: Reference = "previous"
@@ -119,46 +158,70 @@ class DipRecoveryRule:
     higher_is_better: bool | None = None
     citation: str = field(default="", repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        if self.reference not in _REFERENCES:
-            raise ValueError(
-                f"reference must be one of {_REFERENCES}, got {self.reference!r}."
-            )
-        if self.unit not in _UNITS:
-            raise ValueError(f"unit must be one of {_UNITS}, got {self.unit!r}.")
-        for name in ("reference_sessions", "decline_sessions", "min_timepoints"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}.")
-        if not (isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold)
-                and self.threshold > 0):
-            raise ValueError(f"threshold must be a positive number, got {self.threshold!r}.")
-        if not (0 < self.recovery_fraction <= 2):
-            raise ValueError(
-                "recovery_fraction must be in (0, 2] (1.0 = back to the pre-rupture level), "
-                f"got {self.recovery_fraction!r}."
-            )
-        if self.repair_window is not None and (
-            not isinstance(self.repair_window, int) or self.repair_window < 1
-        ):
-            raise ValueError(
-                f"repair_window must be None or a whole number >= 1, got {self.repair_window!r}."
-            )
-        if self.min_timepoints < 3:
-            raise ValueError(
-                "min_timepoints must be at least 3: a rupture-repair sequence needs a "
-                f"pre-rupture, a rupture and a repair session (got {self.min_timepoints})."
-            )
-
     def replace(self, **changes) -> DipRecoveryRule:
         """A copy with some fields changed; unknown field names are an error."""
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise TypeError(
-                f"Unknown rule field(s) {unknown}. DipRecoveryRule fields: {sorted(known)}."
-            )
-        return replace(self, **changes)
+        return super().replace(**changes)  # type: ignore[return-value]
+
+    # -- the label is relative to the preset of the same name; other rules name every field
+    def label_reference(self) -> DipRecoveryRule | None:  # type: ignore[override]
+        """The preset this rule is a variant of (None: not a preset)."""
+        return PRESETS.get(self.name)
+
+    @classmethod
+    def default(cls) -> DipRecoveryRule:
+        """The rule ``detect_episodes`` uses without ``rule=``: ``stiles-2sd``."""
+        return PRESETS["stiles-2sd"]
+
+    @classmethod
+    def from_name(cls, name: str) -> DipRecoveryRule:
+        """A preset by name (see :func:`get_rule`)."""
+        return get_rule(name)
+
+    @classmethod
+    def from_label_parts(cls, name, params) -> DipRecoveryRule:
+        """The rule of a label: a preset with changes, or a rule named by all its fields."""
+        if name in PRESETS:
+            return PRESETS[name].replace(**params)
+        return cls(name="custom" if name is None else name, **params)
+
+    # -- detection
+    def exclusions(self, data) -> pd.DataFrame:
+        """Patients analysed by ``data`` with fewer rated sessions than the rule needs."""
+        if self.min_timepoints <= data.min_timepoints:
+            return super().exclusions(data)
+        rated = data.analysed_frame.groupby("patient", sort=False)["alliance"].count()
+        few = rated[rated < self.min_timepoints]
+        return pd.DataFrame({
+            "patient": pd.Series(few.index.to_numpy(), dtype=data.patients.dtype),
+            "reason": pd.Series([f"fewer than {self.min_timepoints} rated sessions ({n} rated; "
+                                 f"rule {self.name!r})" for n in few.to_numpy()], dtype=object),
+        })
+
+    def detect(self, data, *, sample_sd: float | None = None) -> pd.DataFrame:
+        """Episodes of ``data`` (see the module notes for the semantics).
+
+        ``sample_sd``: the cohort's sample SD, when ``data`` is one part of
+        it (the Dask engine); by default computed from ``data``.
+
+        Examples
+        --------
+        >>> import pandas as pd, alliancetrack as at
+        >>> df = pd.DataFrame({"patient": 1, "session": range(1, 7),
+        ...                    "alliance": [4.0, 4.0, 2.0, 3.0, 4.0, 4.0]})
+        >>> at.PRESETS["strauss-1sd"].detect(df)[["method", "rupture_session", "repaired"]]
+                        method  rupture_session  repaired
+        0  rules:strauss-1sd              3.0      True
+        """
+        data = as_alliance_data(data)
+        single_rater(data)
+        hib = data.higher_is_better if self.higher_is_better is None else self.higher_is_better
+        extra = self.exclusions(data)
+        frame = data.analysed_frame
+        if len(extra):
+            frame = frame.loc[~frame["patient"].isin(extra["patient"])]
+        raw = detect_rule_episodes(frame, self, data.scale, higher_is_better=hib,
+                                   sample_sd=sample_sd)
+        return finalize_episodes(raw, patient_dtype=data.patients.dtype)
 
     def describe(self) -> str:
         """One paragraph saying exactly what this rule computes."""

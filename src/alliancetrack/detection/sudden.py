@@ -25,22 +25,52 @@ suddengains on wide columns whose numbers skip, e.g. ``s1, s3, s5``).
 For a grid of K sessions the intervals tested are from the 2nd to 3rd up to the
 (K-2)th to (K-1)th grid session, as in suddengains; the first grid session is
 never the pre-change session and the last is never the post-change session.
+
+Sudden changes as rupture-repair episodes
+-----------------------------------------
+:class:`SuddenChangeDetector` (``detect_episodes(data, method="sudden")``)
+reads episodes off the sudden changes: with ``direction="decrease"`` a
+sudden drop is a rupture (``"increase"``: a sudden rise, for scales where
+lower is better).  ``rupture_session`` is the first session after the drop
+(``post_session``), ``pre_level`` the score before it, the nadir the lowest
+score from the rupture to the repair (or the last session), and the
+**repair** is the change's *reversal* (suddengains): the first session from
+``n + reversal_start`` on whose score goes back past the middle of the drop
+(``post_score ± magnitude / 2``).  A change that is never reversed is
+unrepaired and censored (there is no repair window).  A sudden change inside
+an earlier, still open episode deepens that episode; it does not open a new
+one, so episodes never overlap.  Only analysed patients (not in
+``data.excluded``) are searched.  :func:`select_changes` and
+:func:`describe_sudden_changes` live in
+:mod:`alliancetrack.detection.sudden_summary`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy import stats
 
+from alliancetrack.detection.base import (
+    Check,
+    Detector,
+    flag,
+    number,
+    one_of,
+    register_detector,
+    whole,
+)
+from alliancetrack.detection.episodes import finalize_episodes
+from alliancetrack.detection.sudden_summary import describe_sudden_changes, select_changes
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.reading.alliance import AllianceData, as_alliance_data, read_alliance
 
 __all__ = [
+    "SuddenChangeDetector",
     "sudden_changes",
     "reliable_change_cutoff",
     "select_changes",
@@ -66,7 +96,6 @@ CHANGE_COLUMNS: tuple[str, ...] = (
     "reversal_session",
 )
 
-_SELECT_METHODS = ("first", "last", "smallest", "largest")
 
 
 def reliable_change_cutoff(sd: float, reliability: float) -> float:
@@ -162,6 +191,100 @@ def _window_stats(win: np.ndarray):
     return n, np.where(n >= 1, mean, np.nan), np.sqrt(var)
 
 
+
+def _criteria_ok(det) -> bool:
+    return not (det.cutoff is None and det.pct is None and not det.crit3)
+
+
+@register_detector
+@dataclass(frozen=True)
+class SuddenChangeDetector(Detector):
+    """The Tang & DeRubeis (1999) criteria as a detector (``method="sudden"``).
+
+    The parameters of :func:`sudden_changes` that define a sudden change (not
+    the column names of raw data); see there for their meaning.
+    :meth:`find` gives the two tables of :func:`sudden_changes`,
+    :meth:`detect` the rupture-repair episodes (module notes: a sudden change
+    in ``direction`` is a rupture, its reversal the repair).  Label:
+    ``"sudden:<direction>[<changed fields>]"``.
+
+    Examples
+    --------
+    >>> import pandas as pd, alliancetrack as at
+    >>> df = pd.DataFrame({"patient": 1, "session": range(1, 9),
+    ...                    "alliance": [35, 37, 36, 23, 23, 24, 33, 36]})
+    >>> det = at.SuddenChangeDetector(cutoff=5)
+    >>> det.label
+    'sudden:decrease[cutoff=5]'
+    >>> det.detect(df)[["rupture_session", "pre_level", "nadir_level", "repair_session"]]
+       rupture_session  pre_level  nadir_level  repair_session
+    0              4.0       36.0         23.0             7.0
+    """
+
+    method: ClassVar[str] = "sudden"
+    name_field: ClassVar[str | None] = "direction"
+    checks: ClassVar[dict[str, Check]] = {
+        "direction": one_of("decrease", "increase"),
+        "cutoff": Check(lambda v: isinstance(v, int | float) and not isinstance(v, bool)
+                        and v >= 0, "be a non-negative size (direction= sets the sign)",
+                        optional=True),
+        "pct": number(optional=True),
+        "crit3": flag(),
+        "crit3_adjust": flag(),
+        "critical_value": number(),
+        "crit3_method": one_of("suddengains", "t-test"),
+        "first_session_baseline": flag(),
+        "crit2_method": one_of("suddengains", "relative"),
+        "reversal_start": whole(1, optional=True),
+        "session_gaps": one_of("missing", "ignore"),
+        "include_excluded": flag(),
+    }
+
+    direction: Literal["decrease", "increase"] = "decrease"
+    cutoff: float | None = 7
+    pct: float | None = 0.25
+    crit3: bool = True
+    crit3_adjust: bool = True
+    alpha: float = 0.05
+    critical_value: float = 2.776
+    crit3_method: Literal["suddengains", "t-test"] = "suddengains"
+    first_session_baseline: bool = False
+    crit2_method: Literal["suddengains", "relative"] = "suddengains"
+    reversal_start: int | None = None
+    session_gaps: Literal["missing", "ignore"] = "missing"
+    include_excluded: bool = True
+
+    def _check_combination(self) -> None:
+        if not _criteria_ok(self):
+            raise ValueError(
+                "All three criteria are switched off; give cutoff=, pct= or crit3=True."
+            )
+        if self.crit3 and self.crit3_adjust and not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must be between 0 and 1, got {self.alpha!r}.")
+
+    @property
+    def reversal_from(self) -> int:
+        """``reversal_start``, or its default (3; 2 with ``first_session_baseline``)."""
+        if self.reversal_start is not None:
+            return self.reversal_start
+        return 2 if self.first_session_baseline else 3
+
+    def find(self, data: AllianceData) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The ``intervals`` and ``changes`` tables of :func:`sudden_changes`."""
+        from scipy import stats  # noqa: PLC0415 - scipy.stats is imported only when used
+
+        grid = _ScoreGrid.of(data, self.include_excluded, self.session_gaps)
+        crit = _criteria(grid.X, self, stats.t)
+        return _interval_table(grid, crit, self), _change_table(grid, crit, self)
+
+    def detect(self, data: Any) -> pd.DataFrame:
+        """Rupture-repair episodes from the sudden changes (see the module notes)."""
+        ad = _to_alliance_data(data, None, None, None, None, None, None)
+        _, changes = self.find(ad)
+        changes = changes.loc[changes["patient"].isin(ad.analysed_patients)]
+        return _episodes_from_changes(ad, changes, self)
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -189,6 +312,10 @@ def sudden_changes(
     rater: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Find sudden changes with the Tang & DeRubeis (1999) criteria.
+
+    The criteria's parameters form a :class:`SuddenChangeDetector`;
+    ``detect_episodes(data, method="sudden", ...)`` turns the changes into
+    rupture-repair episodes.
 
     For the interval from session n (pre) to n+1 (post), with the decrease
     direction (mirrored for ``"increase"``):
@@ -299,65 +426,65 @@ def sudden_changes(
        pre_session  magnitude  reversal_value  reversal
     0            2       14.0            30.0     False
     """
-    if direction not in ("decrease", "increase"):
-        raise ValueError(f"direction must be 'decrease' or 'increase', got {direction!r}.")
-    if crit3_method not in ("suddengains", "t-test"):
-        raise ValueError(f"crit3_method must be 'suddengains' or 't-test', got {crit3_method!r}.")
-    if crit2_method not in ("suddengains", "relative"):
-        raise ValueError(
-            f"crit2_method must be 'suddengains' or 'relative', got {crit2_method!r}."
-        )
-    if session_gaps not in ("missing", "ignore"):
-        raise ValueError(f"session_gaps must be 'missing' or 'ignore', got {session_gaps!r}.")
-    if cutoff is None and pct is None and not crit3:
-        raise ValueError("All three criteria are switched off; give cutoff=, pct= or crit3=True.")
-    if cutoff is not None and not cutoff >= 0:
-        raise ValueError(
-            f"cutoff must be a non-negative size (direction= sets the sign), got {cutoff!r}."
-        )
-    if crit3 and crit3_adjust and not 0 < alpha < 1:
-        raise ValueError(f"alpha must be between 0 and 1, got {alpha!r}.")
-    if reversal_start is None:
-        reversal_start = 2 if first_session_baseline else 3
-    if reversal_start < 1:
-        raise ValueError(f"reversal_start must be at least 1, got {reversal_start!r}.")
-
-    ad = _to_alliance_data(data, patient, session, score, session_columns, wide, rater)
-    frame = ad.frame
-    patients = ad.patients if include_excluded else ad.analysed_patients
-    frame = frame.loc[frame["patient"].isin(patients)]
-    grid = _session_grid(frame["session"].to_numpy(), session_gaps)
-    K = len(grid)
-    X = (
-        frame.pivot(index="patient", columns="session", values="alliance")
-        .reindex(index=patients, columns=grid)
-        .to_numpy(dtype="float64")
+    detector = SuddenChangeDetector(
+        direction=direction, cutoff=cutoff, pct=pct, crit3=crit3, crit3_adjust=crit3_adjust,
+        alpha=alpha, critical_value=critical_value, crit3_method=crit3_method,
+        first_session_baseline=first_session_baseline, crit2_method=crit2_method,
+        reversal_start=reversal_start, session_gaps=session_gaps,
+        include_excluded=include_excluded,
     )
-    P = len(patients)
-    n_int = max(K - 3, 0)  # pre positions 1 .. K-3 (0-based)
-    pre_pos = np.arange(1, 1 + n_int)
-    sign = 1.0 if direction == "decrease" else -1.0
+    ad = _to_alliance_data(data, patient, session, score, session_columns, wide, rater)
+    return detector.find(ad)
 
-    # scores at n and n+1
-    x_n = X[:, pre_pos]
-    x_n1 = X[:, pre_pos + 1]
+
+# --------------------------------------------------------------------------- computation
+@dataclass(frozen=True)
+class _ScoreGrid:
+    """Every patient's scores on the common session grid (module notes)."""
+
+    patients: pd.Index
+    grid: np.ndarray
+    X: np.ndarray  # patients x grid sessions, NaN where missing
+
+    @classmethod
+    def of(cls, ad: AllianceData, include_excluded: bool, session_gaps: str) -> _ScoreGrid:
+        frame = ad.frame
+        patients = ad.patients if include_excluded else ad.analysed_patients
+        frame = frame.loc[frame["patient"].isin(patients)]
+        grid = _session_grid(frame["session"].to_numpy(), session_gaps)
+        X = (
+            frame.pivot(index="patient", columns="session", values="alliance")
+            .reindex(index=patients, columns=grid)
+            .to_numpy(dtype="float64")
+        )
+        return cls(patients, grid, X)
+
+    @property
+    def pre_pos(self) -> np.ndarray:
+        """Grid positions of the pre-change sessions tested: 1 .. K-3 (0-based)."""
+        return np.arange(1, 1 + max(len(self.grid) - 3, 0))
+
+
+def _criteria(X: np.ndarray, det: SuddenChangeDetector, t_dist) -> dict[str, Any]:
+    """The three criteria for every patient and interval (arrays patients x intervals)."""
+    n_int = max(X.shape[1] - 3, 0)
+    pre_pos = np.arange(1, 1 + n_int)
+    x_n, x_n1 = X[:, pre_pos], X[:, pre_pos + 1]
     adjacent_na = np.isnan(x_n) | np.isnan(x_n1)
     drop = x_n - x_n1  # suddengains' difference, positive for a decrease
     rise = x_n1 - x_n
-    shape = (P, n_int)
-
+    shape = (X.shape[0], n_int)
     c1 = c2 = c3 = None
-    if cutoff is not None:
-        c1 = ((drop if direction == "decrease" else rise) >= cutoff, adjacent_na)
-    if pct is not None:
-        if direction == "decrease":
-            met2 = drop >= pct * x_n
-        elif crit2_method == "suddengains":
-            met2 = drop <= pct * x_n
+    if det.cutoff is not None:
+        c1 = ((drop if det.direction == "decrease" else rise) >= det.cutoff, adjacent_na)
+    if det.pct is not None:
+        if det.direction == "decrease":
+            met2 = drop >= det.pct * x_n
+        elif det.crit2_method == "suddengains":
+            met2 = drop <= det.pct * x_n
         else:
-            met2 = rise >= pct * x_n
+            met2 = rise >= det.pct * x_n
         c2 = (met2, adjacent_na)
-
     # criterion 3 windows: n-2..n and n+1..n+3 (clipped to the grid by NaN padding)
     Xp = np.pad(X, ((0, 0), (2, 3)), constant_values=np.nan)
     W = sliding_window_view(Xp, 3, axis=1)  # W[:, j] = original j-2 .. j
@@ -367,80 +494,90 @@ def sudden_changes(
     testable = (n_pre >= 2) & (n_post >= 2)
     with np.errstate(invalid="ignore", divide="ignore"):
         pooled = np.sqrt(((n_pre - 1) * s_pre**2 + (n_post - 1) * s_post**2) / df3)
-        if crit3_method == "t-test":
+        if det.crit3_method == "t-test":
             pooled = pooled * np.sqrt(1.0 / n_pre + 1.0 / n_post)
-        diff = (m_pre - m_post) if direction == "decrease" else (m_post - m_pre)
-        if crit3_adjust:
-            crit_val = np.abs(stats.t.ppf(alpha / 2, np.where(testable, df3, 1)))
+        diff = (m_pre - m_post) if det.direction == "decrease" else (m_post - m_pre)
+        if det.crit3_adjust:
+            crit_val = np.abs(t_dist.ppf(det.alpha / 2, np.where(testable, df3, 1)))
         else:
-            crit_val = np.full(shape, float(critical_value))
+            crit_val = np.full(shape, float(det.critical_value))
         crit_val = np.where(testable, crit_val, np.nan)
         statistic = np.where(testable, diff / pooled, np.nan)
-    if crit3:
+    if det.crit3:
         c3 = (diff > crit_val * pooled, ~testable)
-
-    applied = [c for c in (c1, c2, c3) if c is not None]
     any_na = np.zeros(shape, dtype=bool)
     all_met = np.ones(shape, dtype=bool)
-    for met, na in applied:
+    for met, na in (c for c in (c1, c2, c3) if c is not None):
         any_na |= na
         all_met &= met
+    return {"x_n": x_n, "x_n1": x_n1, "drop": drop, "rise": rise, "c1": c1, "c2": c2,
+            "c3": c3, "sudden": (all_met, any_na), "n_pre": n_pre, "n_post": n_post,
+            "m_pre": m_pre, "m_post": m_post, "s_pre": s_pre, "s_post": s_post,
+            "df3": df3, "testable": testable, "crit_val": crit_val, "statistic": statistic}
 
-    def _bool_col(c) -> pd.arrays.BooleanArray:
-        if c is None:
-            return pd.array([pd.NA] * (P * n_int), dtype="boolean")
-        met, na = c
-        return pd.arrays.BooleanArray(met.ravel() & ~na.ravel(), na.ravel())
 
-    pos0 = 0 if first_session_baseline else 1
-    labels = np.array([f"{p + pos0}to{p + pos0 + 1}" for p in pre_pos], dtype=object)
-    pid = np.repeat(patients.to_numpy(), n_int)
-    intervals = pd.DataFrame({
-        "patient": pd.Series(pid, dtype=patients.dtype),
-        "pre_session": np.tile(grid[pre_pos], P),
-        "post_session": np.tile(grid[pre_pos + 1], P),
-        "interval": np.tile(labels, P),
-        "pre_score": x_n.ravel(),
-        "post_score": x_n1.ravel(),
-        "change": rise.ravel(),
-        "crit1": _bool_col(c1),
-        "crit2": _bool_col(c2),
-        "crit3": _bool_col(c3),
-        "sudden": _bool_col((all_met, any_na)),
-        "n_pre": n_pre.ravel().astype("int64"),
-        "n_post": n_post.ravel().astype("int64"),
-        "pre_mean": m_pre.ravel(),
-        "post_mean": m_post.ravel(),
-        "pre_sd": s_pre.ravel(),
-        "post_sd": s_post.ravel(),
-        "crit3_statistic": statistic.ravel(),
-        "crit3_df": np.where(testable, df3, np.nan).ravel(),
-        "crit3_critical_value": crit_val.ravel(),
+def _bool_col(c, size: int) -> pd.arrays.BooleanArray:
+    if c is None:
+        return pd.array([pd.NA] * size, dtype="boolean")
+    met, na = c
+    return pd.arrays.BooleanArray(met.ravel() & ~na.ravel(), na.ravel())
+
+
+def _labels(g: _ScoreGrid, det: SuddenChangeDetector) -> np.ndarray:
+    pos0 = 0 if det.first_session_baseline else 1
+    return np.array([f"{p + pos0}to{p + pos0 + 1}" for p in g.pre_pos], dtype=object)
+
+
+def _interval_table(g: _ScoreGrid, c: dict[str, Any], det: SuddenChangeDetector) -> pd.DataFrame:
+    P, pre_pos = len(g.patients), g.pre_pos
+    size = P * len(pre_pos)
+    return pd.DataFrame({
+        "patient": pd.Series(np.repeat(g.patients.to_numpy(), len(pre_pos)),
+                             dtype=g.patients.dtype),
+        "pre_session": np.tile(g.grid[pre_pos], P),
+        "post_session": np.tile(g.grid[pre_pos + 1], P),
+        "interval": np.tile(_labels(g, det), P),
+        "pre_score": c["x_n"].ravel(),
+        "post_score": c["x_n1"].ravel(),
+        "change": c["rise"].ravel(),
+        "crit1": _bool_col(c["c1"], size),
+        "crit2": _bool_col(c["c2"], size),
+        "crit3": _bool_col(c["c3"], size),
+        "sudden": _bool_col(c["sudden"], size),
+        "n_pre": c["n_pre"].ravel().astype("int64"),
+        "n_post": c["n_post"].ravel().astype("int64"),
+        "pre_mean": c["m_pre"].ravel(),
+        "post_mean": c["m_post"].ravel(),
+        "pre_sd": c["s_pre"].ravel(),
+        "post_sd": c["s_post"].ravel(),
+        "crit3_statistic": c["statistic"].ravel(),
+        "crit3_df": np.where(c["testable"], c["df3"], np.nan).ravel(),
+        "crit3_critical_value": c["crit_val"].ravel(),
     })
 
-    # ------------------------------------------------------------------ changes
-    hit = all_met & ~any_na
-    r_idx, c_idx = np.nonzero(hit)  # row-major: patient order, then session order
-    pos = pre_pos[c_idx]
-    magnitude = sign * drop[r_idx, c_idx]
-    post = x_n1[r_idx, c_idx]
+
+def _change_table(g: _ScoreGrid, c: dict[str, Any], det: SuddenChangeDetector) -> pd.DataFrame:
+    X, K, P = g.X, len(g.grid), len(g.patients)
+    sign = 1.0 if det.direction == "decrease" else -1.0
+    all_met, any_na = c["sudden"]
+    r_idx, c_idx = np.nonzero(all_met & ~any_na)  # row-major: patient, then session order
+    pos = g.pre_pos[c_idx]
+    magnitude = sign * c["drop"][r_idx, c_idx]
+    post = c["x_n1"][r_idx, c_idx]
     reversal_value = post + sign * magnitude / 2
-    later = X[r_idx]  # (m, K)
-    cols = np.arange(K)
-    window = cols[None, :] >= (pos + reversal_start)[:, None]
+    window = np.arange(K)[None, :] >= (pos + det.reversal_from)[:, None]
     with np.errstate(invalid="ignore"):
-        back = (sign * (later - reversal_value[:, None]) > 0) & window
+        back = (sign * (X[r_idx] - reversal_value[:, None]) > 0) & window
     reversed_ = back.any(axis=1)
     first_back = back.argmax(axis=1) if K else np.zeros(0, dtype=int)
-    rev_session = np.where(reversed_, grid.astype("float64")[first_back], np.nan)
+    rev_session = np.where(reversed_, g.grid.astype("float64")[first_back], np.nan)
 
     def _at(offset: int) -> np.ndarray:
         j = pos + offset
         ok = (j >= 0) & (j < K)
         return np.where(ok, X[r_idx, np.clip(j, 0, K - 1)], np.nan)
 
-    tx = sign * (X[:, 0] - X[:, -1]) if K else np.full(P, np.nan)
-    tx_change = tx[r_idx]
+    tx_change = (sign * (X[:, 0] - X[:, -1]) if K else np.full(P, np.nan))[r_idx]
     with np.errstate(invalid="ignore", divide="ignore"):
         proportion = np.where(tx_change != 0, magnitude / tx_change, np.nan)
     counts = np.bincount(r_idx, minlength=P)
@@ -448,156 +585,66 @@ def sudden_changes(
     if len(r_idx):
         start = np.r_[0, np.flatnonzero(np.diff(r_idx)) + 1]
         number = np.arange(len(r_idx)) - np.repeat(start, np.diff(np.r_[start, len(r_idx)])) + 1
-    changes = pd.DataFrame({
-        "patient": pd.Series(patients.to_numpy()[r_idx], dtype=patients.dtype),
+    at = (r_idx, c_idx)
+    return pd.DataFrame({
+        "patient": pd.Series(g.patients.to_numpy()[r_idx], dtype=g.patients.dtype),
         "change_number": number.astype("int64"),
         "n_changes": counts[r_idx].astype("int64"),
-        "pre_session": grid[pos],
-        "post_session": grid[pos + 1],
-        "interval": labels[c_idx],
-        "direction": pd.Series([direction] * len(r_idx), dtype=object),
+        "pre_session": g.grid[pos],
+        "post_session": g.grid[pos + 1],
+        "interval": _labels(g, det)[c_idx],
+        "direction": pd.Series([det.direction] * len(r_idx), dtype=object),
         "magnitude": magnitude,
-        "pre_score": x_n[r_idx, c_idx],
+        "pre_score": c["x_n"][at],
         "post_score": post,
         "x_n_minus2": _at(-2),
         "x_n_minus1": _at(-1),
         "x_n_plus2": _at(2),
         "x_n_plus3": _at(3),
-        "pre_mean": m_pre[r_idx, c_idx],
-        "post_mean": m_post[r_idx, c_idx],
-        "pre_sd": s_pre[r_idx, c_idx],
-        "post_sd": s_post[r_idx, c_idx],
-        "n_pre": n_pre[r_idx, c_idx].astype("int64"),
-        "n_post": n_post[r_idx, c_idx].astype("int64"),
+        "pre_mean": c["m_pre"][at],
+        "post_mean": c["m_post"][at],
+        "pre_sd": c["s_pre"][at],
+        "post_sd": c["s_post"][at],
+        "n_pre": c["n_pre"][at].astype("int64"),
+        "n_post": c["n_post"][at].astype("int64"),
         "tx_change": tx_change,
         "change_proportion": proportion,
         "reversal_value": reversal_value,
         "reversal": reversed_.astype(bool),
         "reversal_session": rev_session,
     })
-    return intervals, changes
 
 
-# --------------------------------------------------------------------------- selection
-
-
-def select_changes(
-    changes: pd.DataFrame,
-    method: Literal["first", "last", "smallest", "largest"] = "first",
-) -> pd.DataFrame:
-    """Keep one sudden change per patient.
-
-    Parameters
-    ----------
-    changes : DataFrame
-        The ``changes`` table of :func:`sudden_changes`.
-    method : {"first", "last", "smallest", "largest"}
-        Earliest or latest change, or the one with the smallest or largest
-        ``magnitude``; ties go to the earliest.
-
-    Returns
-    -------
-    DataFrame
-        The selected rows, in the original order.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> from alliancetrack import select_changes
-    >>> ch = pd.DataFrame({"patient": [1, 1, 1, 2], "pre_session": [2, 5, 8, 3],
-    ...                    "magnitude": [9.0, 12.0, 12.0, 8.0]})
-    >>> select_changes(ch, "largest")
-       patient  pre_session  magnitude
-    1        1            5       12.0
-    3        2            3        8.0
-    """
-    if method not in _SELECT_METHODS:
-        raise ValueError(f"method must be one of {_SELECT_METHODS}, got {method!r}.")
-    missing = [c for c in ("patient", "pre_session", "magnitude") if c not in changes]
-    if missing:
-        raise ValueError(f"changes lacks column(s) {missing}; pass the table from sudden_changes.")
-    if method in ("first", "last"):
-        order = changes.sort_values("pre_session", ascending=method == "first", kind="stable")
-    else:
-        order = changes.sort_values(["magnitude", "pre_session"],
-                                    ascending=[method == "smallest", True], kind="stable")
-    return order.groupby("patient", sort=False, dropna=False).head(1).sort_index()
-
-
-# --------------------------------------------------------------------------- description
-
-
-def describe_sudden_changes(
-    intervals: pd.DataFrame,
-    changes: pd.DataFrame,
-    select: Literal["first", "last", "smallest", "largest"] = "first",
-) -> pd.DataFrame:
-    """Summarise sudden changes per change and per person.
-
-    The ``per_change`` row describes all changes (suddengains' ``describe_sg``
-    on ``create_bysg``); the ``per_person`` row one change per patient chosen
-    with :func:`select_changes` (``describe_sg`` on ``create_byperson``).
-    Percentages are unrounded (suddengains rounds to 2 decimals).
-
-    Parameters
-    ----------
-    intervals, changes : DataFrame
-        The two tables from :func:`sudden_changes`.
-    select : {"first", "last", "smallest", "largest"}
-        Which change represents a patient with several.
-
-    Returns
-    -------
-    DataFrame
-        Index ``per_change, per_person``; columns ``n_patients``,
-        ``n_intervals``, ``n_intervals_testable`` (sudden is not NA),
-        ``n_patients_with_change``, ``pct_patients_with_change``,
-        ``n_patients_multiple``, ``pct_patients_multiple``, ``n_changes_total``,
-        ``n_changes`` (changes summarised on the row), ``pct_changes_in_multiple``
-        (share of those from patients with several), ``n_reversed``,
-        ``pct_reversed``, ``magnitude_mean``, ``magnitude_sd``.
-
-    Examples
-    --------
-    >>> import pandas as pd, alliancetrack as at
-    >>> df = pd.DataFrame({"patient": [1] * 6 + [2] * 6, "session": list(range(1, 7)) * 2,
-    ...                    "alliance": [35, 37, 23, 23, 24, 21, 30, 31, 30, 31, 30, 31]})
-    >>> summary = at.describe_sudden_changes(*at.sudden_changes(df))
-    >>> summary[["n_patients", "n_changes", "pct_patients_with_change", "magnitude_mean"]]
-                n_patients  n_changes  pct_patients_with_change  magnitude_mean
-    per_change           2          1                      50.0            14.0
-    per_person           2          1                      50.0            14.0
-    """
-    n_patients = int(intervals["patient"].nunique(dropna=False))
-    n_intervals = len(intervals)
-    n_testable = int(intervals["sudden"].notna().sum())
-    per_patient = changes.groupby("patient", sort=False, dropna=False).size()
-    n_with = int(len(per_patient))
-    n_multiple = int((per_patient > 1).sum())
-    selected = select_changes(changes, select) if len(changes) else changes
-
-    def _pct(a: float, b: float) -> float:
-        return float(100.0 * a / b) if b else float("nan")
-
-    def _row(ch: pd.DataFrame) -> dict:
-        in_multiple = ch["patient"].map(per_patient).gt(1).sum() if len(ch) else 0
-        n_rev = int(ch["reversal"].astype(bool).sum()) if len(ch) else 0
-        mag = ch["magnitude"].astype("float64")
-        return {
-            "n_patients": n_patients,
-            "n_intervals": n_intervals,
-            "n_intervals_testable": n_testable,
-            "n_patients_with_change": n_with,
-            "pct_patients_with_change": _pct(n_with, n_patients),
-            "n_patients_multiple": n_multiple,
-            "pct_patients_multiple": _pct(n_multiple, n_patients),
-            "n_changes_total": len(changes),
-            "n_changes": len(ch),
-            "pct_changes_in_multiple": _pct(in_multiple, len(ch)),
-            "n_reversed": n_rev,
-            "pct_reversed": _pct(n_rev, len(ch)),
-            "magnitude_mean": float(mag.mean()) if len(ch) else float("nan"),
-            "magnitude_sd": float(mag.std(ddof=1)) if len(ch) > 1 else float("nan"),
-        }
-
-    return pd.DataFrame([_row(changes), _row(selected)], index=["per_change", "per_person"])
+def _episodes_from_changes(ad: AllianceData, changes: pd.DataFrame,
+                           det: SuddenChangeDetector) -> pd.DataFrame:
+    """Rupture-repair episodes from the sudden changes (module notes); no overlaps."""
+    sign = 1.0 if det.direction == "decrease" else -1.0
+    rated = ad.frame.loc[ad.frame["alliance"].notna()]
+    by_patient = {p: g for p, g in rated.groupby("patient", sort=False)}
+    rows = []
+    for p, ch in changes.groupby("patient", sort=False):
+        g = by_patient[p]
+        sess, score = g["session"].to_numpy(dtype="float64"), g["alliance"].to_numpy(float)
+        end = -np.inf
+        for r in ch.itertuples(index=False):
+            if r.post_session <= end:
+                continue  # inside the previous, still open episode: it deepens that one
+            repaired = bool(r.reversal)
+            stop = r.reversal_session if repaired else np.inf
+            span = (sess >= r.post_session) & (sess < stop)
+            k = int(np.argmax(-sign * score[span]))
+            nadir_s, nadir = sess[span][k], score[span][k]
+            rows.append({"patient": p, "rupture_session": r.post_session,
+                         "nadir_session": nadir_s, "nadir_level": nadir,
+                         "pre_level": r.pre_score, "depth": sign * (r.pre_score - nadir),
+                         "repair_session": stop if repaired else np.nan,
+                         "repaired": repaired, "censored": not repaired})
+            end = stop
+    raw = pd.DataFrame(rows, columns=["patient", "rupture_session", "nadir_session",
+                                      "nadir_level", "pre_level", "depth", "repair_session",
+                                      "repaired", "censored"])
+    if len(raw) == 0:
+        raw["patient"] = raw["patient"].astype(ad.patients.dtype)
+    raw["method"] = det.label
+    raw["source"] = "scores"
+    return finalize_episodes(raw, patient_dtype=ad.patients.dtype)

@@ -15,7 +15,7 @@ import plotnine as p9
 from alliancetrack.agreement.sources import _coverage_of, _prepared
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.plotting.strategies import CLASS_COLOURS, strategy_ticks
-from alliancetrack.plotting.trajectories import OKABE_ITO, theme_alliance
+from alliancetrack.plotting.style import OKABE_ITO, theme_alliance
 from alliancetrack.reading.alliance import as_alliance_data
 
 __all__ = ["plot_source_agreement", "plot_sources_timeline"]

@@ -8,7 +8,7 @@ import pandas as pd
 import plotnine as p9
 
 from alliancetrack.errors import AllianceDataError
-from alliancetrack.plotting.trajectories import OKABE_ITO, theme_alliance
+from alliancetrack.plotting.style import OKABE_ITO, theme_alliance
 from alliancetrack.reading.reported import ObserverData
 from alliancetrack.strategy_links import repair_rates
 

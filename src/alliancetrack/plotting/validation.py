@@ -31,15 +31,11 @@ from plotnine import (
     scale_x_continuous,
     scale_x_log10,
     scale_y_continuous,
-    theme,
-    theme_bw,
 )
 
-__all__ = ["OKABE_ITO", "plot_power", "plot_specification_curve", "plot_validation"]
+from alliancetrack.plotting.style import OKABE_ITO, colours, theme_alliance
 
-#: Okabe & Ito (2008) colour-blind-safe colours, in the order used for methods.
-OKABE_ITO: list[str] = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9",
-                        "#F0E442", "#000000", "#999999"]
+__all__ = ["plot_power", "plot_specification_curve", "plot_validation"]
 
 _METRIC_LABELS = {
     "f1": "F1 (rupture onsets)", "precision": "Precision", "recall": "Recall",
@@ -50,14 +46,11 @@ _METRIC_LABELS = {
 
 
 def _theme():
-    return theme_bw(base_size=10) + theme(
-        panel_grid_minor=element_blank(), legend_position="bottom",
-        strip_background=element_blank(), strip_text=element_text(weight="bold"),
-    )
+    return theme_alliance(10, strip_background=element_blank(),
+                          strip_text=element_text(weight="bold"))
 
 
-def _colours(n: int) -> list[str]:
-    return [OKABE_ITO[i % len(OKABE_ITO)] for i in range(n)]
+_colours = colours
 
 
 def plot_validation(table: pd.DataFrame, metric: str = "f1") -> ggplot:
@@ -165,7 +158,7 @@ def plot_power(table: pd.DataFrame, alpha: float = 0.05, target: float = 0.8) ->
         + geom_errorbar(aes(ymin="lo", ymax="hi"), width=0, linetype="solid")
         + scale_x_continuous(breaks=sorted(df["n_patients"].unique()))
         + scale_y_continuous(limits=(0, 1), breaks=[0, 0.2, 0.4, 0.6, 0.8, 1.0])
-        + scale_color_manual(values=[OKABE_ITO[3], OKABE_ITO[0]])
+        + scale_color_manual(values=[OKABE_ITO["vermillion"], OKABE_ITO["blue"]])
         + scale_linetype_manual(values=["solid", "dashed"])
         + labs(x="Patients", y="Power", colour="Counts from", linetype="Counts from",
                title=title)
@@ -211,7 +204,7 @@ def plot_specification_curve(table: pd.DataFrame, term: str | None = None) -> gg
         + geom_hline(yintercept=0, linetype="dashed", colour="#999999")
         + geom_pointrange(aes(ymin="ci_low", ymax="ci_high"), size=0.4)
         + coord_flip()
-        + scale_color_manual(values=[OKABE_ITO[0], OKABE_ITO[8]], drop=False)
+        + scale_color_manual(values=[OKABE_ITO["blue"], OKABE_ITO["grey"]], drop=False)
         + labs(y=f"Estimate of {term} (95% CI)" if term else "Estimate (95% CI)",
                x="Rupture definition", colour="")
         + _theme()

@@ -452,11 +452,30 @@ def _finish(frame: pd.DataFrame, scale: Scale | None, patients: pd.Index, min_ti
                         _meta=dict(meta))
 
 
+def _check_range(frame: pd.DataFrame, scale: Scale | None) -> None:
+    """Refuse ratings outside ``scale``'s range, naming patient and session."""
+    if scale is None:
+        return
+    vals = frame["alliance"].to_numpy(dtype="float64")
+    oor = (vals < scale.low) | (vals > scale.high)
+    if oor.any():
+        bad = frame.loc[oor]
+        pairs = [f"patient {p!r} session {s}: {v:g}" for p, s, v in
+                 zip(bad["patient"], bad["session"], bad["alliance"], strict=True)]
+        raise AllianceDataError(
+            f"{int(oor.sum())} score(s) lie outside the {scale.name} range "
+            f"{scale.low:g}-{scale.high:g}: {_listing(pairs)}. Check the scoring (sum vs item "
+            "mean) or pass the right scale."
+        )
+
+
 def as_alliance_data(data, *, scale: str | Scale | None = None) -> AllianceData:
     """Accept an :class:`AllianceData` or a long DataFrame with canonical columns.
 
     A DataFrame is validated with :func:`read_alliance` (columns ``patient``,
     ``session``, ``alliance`` and, if present, ``therapist`` and ``rater``).
+    Giving ``scale`` for an :class:`AllianceData` swaps its scale after the
+    same range check as :func:`read_alliance`.
 
     Examples
     --------
@@ -466,9 +485,15 @@ def as_alliance_data(data, *, scale: str | Scale | None = None) -> AllianceData:
     ...                    "alliance": [4.0, 3.0, 4.0]})
     >>> as_alliance_data(df).patients.tolist()
     [1]
+    >>> as_alliance_data(as_alliance_data(df), scale="wai-sr").scale.name
+    'wai-sr'
     """
     if isinstance(data, AllianceData):
-        return data if scale is None else replace(data, scale=get_scale(scale))
+        if scale is None:
+            return data
+        scale_obj = get_scale(scale)
+        _check_range(data.frame, scale_obj)
+        return replace(data, scale=scale_obj)
     if isinstance(data, pd.DataFrame):
         return read_alliance(
             data,

@@ -5,7 +5,7 @@ and therapist after each session (the Post-Session Questionnaire, PSQ; Muran et
 al. 2009; Eubanks, Muran & Safran 2018) and has
 observers code session recordings with the Rupture Resolution Rating System
 (3RS; Eubanks-Carter, Muran & Safran 2015).  :func:`read_psq` and
-:func:`read_3rs` validate such data; :func:`detect_reported_episodes` (called
+:func:`read_3rs` validate such data; :mod:`alliancetrack.detection.reported` (called
 by :func:`alliancetrack.detect_episodes` with ``method="self-report"`` or
 ``method="observer"``) turns them into the same episode table as the
 score-based detectors.
@@ -27,19 +27,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from alliancetrack.detection.episodes import attach, finalize_episodes
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.reading.alliance import AllianceData, _listing, _to_numeric, _where
 from alliancetrack.reading.files import read_table
 from alliancetrack.reading.strategies import drop_strategy_only, strategy_rows, strategy_table
 
-__all__ = ["PSQData", "ObserverData", "read_psq", "read_3rs", "detect_reported_episodes",
-           "PSQ_DEFAULTS", "OBSERVER_DEFAULTS"]
-
-#: Default cutoffs of ``method="self-report"`` (choices, see :func:`detect_reported_episodes`).
-PSQ_DEFAULTS = {"tension_cutoff": 2, "withdrawal_cutoff": 3, "resolved_cutoff": 4}
-#: Default cutoffs of ``method="observer"``.
-OBSERVER_DEFAULTS = {"significance_cutoff": 1, "resolution_cutoff": 4}
+__all__ = ["PSQData", "ObserverData", "read_psq", "read_3rs", "PSQ_ITEMS"]
 
 _YES = {"yes", "y", "true", "t", "1", "1.0"}
 _NO = {"no", "n", "false", "f", "0", "0.0"}
@@ -226,7 +219,7 @@ def _coverage_alliance(patients: pd.Index, covered: pd.DataFrame,
 
 # --------------------------------------------------------------------------- PSQ
 
-_PSQ_ITEMS = ("tension", "tension_intensity", "withdrawal", "withdrawal_intensity", "addressed",
+PSQ_ITEMS = ("tension", "tension_intensity", "withdrawal", "withdrawal_intensity", "addressed",
               "resolved")
 
 
@@ -290,11 +283,13 @@ class PSQData:
         return PSQData(frame=frame, excluded=excluded, patients=self.patients,
                        tension_format=self.tension_format)
 
-    def _coverage_data(self, episodes: pd.DataFrame | None = None) -> AllianceData:
-        data = self
-        rater = _episode_rater(episodes)
-        if rater is not None and rater in self.raters:
-            data = self.select_rater(rater)
+    def coverage_data(self, rater=None) -> AllianceData:
+        """The covered sessions as an :class:`AllianceData` (for per-patient counts).
+
+        Each answered questionnaire (of ``rater``, if given) is a "rating";
+        patients without one are excluded.
+        """
+        data = self.select_rater(rater) if rater is not None else self
         return _coverage_alliance(data.patients, data.coverage, data.excluded)
 
     def __repr__(self) -> str:
@@ -302,14 +297,6 @@ class PSQData:
         raters = f", raters {self.raters}" if self.raters else ""
         return (f"<PSQData: {len(self.patients)} patients ({len(self.excluded)} excluded), "
                 f"{n} answered questionnaires{raters}, tension {self.tension_format}>")
-
-
-def _episode_rater(episodes):
-    if episodes is None:
-        return None
-    if "rater" in episodes.columns and episodes["rater"].nunique() == 1:
-        return episodes["rater"].iloc[0]
-    return episodes.attrs.get("rater")
 
 
 def read_psq(
@@ -400,7 +387,7 @@ def read_psq(
     if tension_format not in (None, "yes/no", "rating"):
         raise ValueError(f"tension_format must be 'yes/no' or 'rating', got {tension_format!r}.")
     df, from_file = _load(source)
-    items = dict(zip(_PSQ_ITEMS, (tension, tension_intensity, withdrawal, withdrawal_intensity,
+    items = dict(zip(PSQ_ITEMS, (tension, tension_intensity, withdrawal, withdrawal_intensity,
                                   addressed, resolved), strict=True))
     _require_columns(df, {"patient": patient, "session": session, "rater": rater,
                           "therapist": therapist, **items}, "read_psq")
@@ -480,7 +467,8 @@ class ObserverData:
         """The coded sessions: ``patient, session``."""
         return self.sessions[["patient", "session"]].reset_index(drop=True)
 
-    def _coverage_data(self, episodes: pd.DataFrame | None = None) -> AllianceData:
+    def coverage_data(self, rater=None) -> AllianceData:
+        """The coded sessions as an :class:`AllianceData` (for per-patient counts)."""
         return _coverage_alliance(self.patients, self.coverage, self.excluded)
 
     def __repr__(self) -> str:
@@ -664,216 +652,3 @@ def read_3rs(
     excluded = _excluded(pats, sessions["patient"], "no coded session")
     return ObserverData(frame=out, sessions=sessions, excluded=excluded, patients=pats,
                         strategies=strategies)
-
-
-# --------------------------------------------------------------------------- detection
-
-def _check_cutoff(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(value):
-        raise ValueError(f"{name} must be a number, got {value!r}.")
-    return float(value)
-
-
-def _repair(resolution: pd.Series, cutoff: float) -> pd.arrays.BooleanArray:
-    r = resolution.to_numpy(dtype="float64")
-    return pd.arrays.BooleanArray(r >= cutoff, mask=np.isnan(r))
-
-
-def _psq_episodes(psq: PSQData, tension_cutoff: float, withdrawal_cutoff: float,
-                  resolved_cutoff: float) -> pd.DataFrame:
-    f = psq.frame.loc[psq.frame["answered"]]
-    if psq.tension_format == "yes/no":
-        flag_t = (f["tension"] == 1.0).to_numpy()
-    else:
-        flag_t = (f["tension"] >= tension_cutoff).to_numpy()
-    flag_w = (f["withdrawal"] >= withdrawal_cutoff).to_numpy()
-    hit = flag_t | flag_w
-    f = f.loc[hit]
-    flag_t, flag_w = flag_t[hit], flag_w[hit]
-    repaired = _repair(f["resolved"], resolved_cutoff)
-    sess = f["session"].to_numpy(dtype="float64")
-    rep = repaired.to_numpy(dtype=bool, na_value=False)
-    raw = pd.DataFrame({
-        "patient": f["patient"].to_numpy(),
-        "method": "self-report",
-        "source": "self-report",
-        "type": np.where(flag_w & ~flag_t, "withdrawal", None).astype(object),
-        "intensity": f[["tension_intensity", "withdrawal_intensity"]].max(axis=1).to_numpy(),
-        "rupture_session": sess,
-        "nadir_session": np.nan, "nadir_level": np.nan, "pre_level": np.nan, "depth": np.nan,
-        "repair_session": np.where(rep, sess, np.nan),
-        "repaired": repaired,
-        "censored": False,
-        "tension": f["tension"].to_numpy(),
-        "withdrawal": f["withdrawal"].to_numpy(),
-        "addressed": f["addressed"].to_numpy(),
-        "resolved": f["resolved"].to_numpy(),
-    })
-    if "rater" in f:
-        raw.insert(len(raw.columns), "rater", f["rater"].to_numpy())
-        raw["method"] = "self-report:" + raw["rater"].astype(str)
-    return raw
-
-
-def _observer_episodes(obs: ObserverData, significance_cutoff: float,
-                       resolution_cutoff: float) -> pd.DataFrame:
-    m = obs.frame.loc[obs.frame["type"].notna()
-                      & (obs.frame["significance"] >= significance_cutoff)]
-    g = m.groupby(["patient", "session"], sort=True)
-    types = g["type"].agg(lambda t: t.iloc[0] if t.nunique() == 1 else "both")
-    summary = pd.DataFrame({"type": types, "intensity": g["significance"].max(),
-                            "n_markers": g["type"].size(),
-                            "resolution": g["resolution"].max()}).reset_index()
-    repaired = _repair(summary["resolution"], resolution_cutoff)
-    sess = summary["session"].to_numpy(dtype="float64")
-    rep = repaired.to_numpy(dtype=bool, na_value=False)
-    return pd.DataFrame({
-        "patient": summary["patient"].to_numpy(),
-        "method": "observer",
-        "source": "observer",
-        "type": summary["type"].to_numpy(dtype=object),
-        "intensity": summary["intensity"].to_numpy(dtype="float64"),
-        "rupture_session": sess,
-        "nadir_session": np.nan, "nadir_level": np.nan, "pre_level": np.nan, "depth": np.nan,
-        "repair_session": np.where(rep, sess, np.nan),
-        "repaired": repaired,
-        "censored": False,
-        "n_markers": summary["n_markers"].to_numpy(dtype="int64"),
-        "resolution": summary["resolution"].to_numpy(dtype="float64"),
-    })
-
-
-def _finalize(raw: pd.DataFrame, patients: pd.Index) -> pd.DataFrame:
-    if "rater" not in raw or raw.empty:
-        return finalize_episodes(raw, patient_dtype=patients.dtype)
-    parts = [finalize_episodes(grp, patient_dtype=patients.dtype)
-             for _, grp in raw.groupby("rater", sort=True)]
-    out = pd.concat(parts, ignore_index=True)
-    return out.sort_values(["patient", "rater", "rupture_session"],
-                           kind="stable").reset_index(drop=True)
-
-
-def detect_reported_episodes(data, method: str = "self-report", *, rater=None,
-                             **cutoffs) -> pd.DataFrame:
-    """Episodes from PSQ answers (``"self-report"``) or 3RS codes (``"observer"``).
-
-    Usually called as ``at.detect_episodes(psq, method="self-report", ...)``
-    or ``at.detect_episodes(codes, method="observer", ...)``.
-
-    **Self-report** (PSQ; Muran et al. 2009; Eubanks, Muran & Safran 2018):
-    a session is a rupture when the tension item is "yes" (or, when it is a
-    1-5 rating, at least ``tension_cutoff``, default 2) or the withdrawal item
-    is at least ``withdrawal_cutoff`` (default 3).  It is repaired in that
-    session when the resolved item is at least ``resolved_cutoff`` (default
-    4); ``repaired`` is missing when the resolved item was not answered.
-    ``type`` is ``"withdrawal"`` when only the withdrawal item flags the
-    session and missing otherwise (the tension item does not tell the type);
-    ``intensity`` is the larger of the tension and withdrawal intensity
-    ratings given.  With a rater column, every rater's episodes are returned
-    with a ``rater`` column and method ``"self-report:<rater>"``; ``rater=``
-    keeps one.
-
-    **Observer** (3RS; Eubanks-Carter, Muran & Safran 2015): a coded session
-    with any marker of significance at least ``significance_cutoff``
-    (default 1) is a rupture; ``type`` is ``"withdrawal"``,
-    ``"confrontation"`` or ``"both"``; ``intensity`` is the largest
-    significance and ``n_markers`` counts the markers; repaired when the
-    resolution rating is at least ``resolution_cutoff`` (default 4), missing
-    when no resolution rating was coded.
-
-    The default cutoffs are choices, not settled literature: the PSQ and 3RS
-    manuals give ratings, not thresholds, and published studies dichotomise
-    differently (e.g. "any tension reported"; a resolution rating at the
-    scale midpoint or above).  Change them by keyword, e.g.
-    ``tension_cutoff=3`` (only clear tension), ``resolved_cutoff=3`` (a
-    partial resolution counts), ``significance_cutoff=3`` (only markers of at
-    least moderate significance), and report how the results depend on them.
-
-    Parameters
-    ----------
-    data : PSQData, ObserverData or DataFrame
-        From :func:`read_psq` / :func:`read_3rs`, or a DataFrame with their
-        default column names (``rater``, ``withdrawal``, ... are used when
-        present).
-    method : {"self-report", "observer"}
-    rater : optional
-        Self-report only: keep this rater's episodes.
-    **cutoffs
-        ``tension_cutoff``, ``withdrawal_cutoff``, ``resolved_cutoff``
-        (self-report); ``significance_cutoff``, ``resolution_cutoff``
-        (observer).
-
-    Returns
-    -------
-    pandas.DataFrame
-        The episode table (:data:`alliancetrack.EPISODE_COLUMNS`, ``repaired``
-        a nullable boolean) plus ``rater``, ``tension``, ``withdrawal``,
-        ``addressed``, ``resolved`` (self-report) or ``n_markers``,
-        ``resolution`` (observer).  ``attrs["excluded"]`` lists patients without
-        a covered session, ``attrs["coverage"]`` the covered sessions (for
-        :func:`alliancetrack.source_agreement`).
-
-    Examples
-    --------
-    >>> import pandas as pd, alliancetrack as at
-    >>> df = pd.DataFrame({"patient": 1, "session": [1, 2, 3, 4],
-    ...                    "tension": [1, 3, 1, 2], "withdrawal": [1, 1, 4, 1],
-    ...                    "tension_intensity": [None, 4, None, 2],
-    ...                    "resolved": [None, 5, 2, None]})
-    >>> psq = at.read_psq(df, withdrawal="withdrawal", tension_intensity="tension_intensity")
-    >>> ep = at.detect_episodes(psq, method="self-report")
-    >>> ep[["rupture_session", "type", "intensity", "repaired", "sessions_to_repair"]]
-       rupture_session        type  intensity  repaired  sessions_to_repair
-    0              2.0         NaN        4.0      True                 0.0
-    1              3.0  withdrawal        NaN     False                 NaN
-    2              4.0         NaN        2.0      <NA>                 NaN
-    >>> at.detect_episodes(psq, method="self-report", tension_cutoff=3)["rupture_session"].tolist()
-    [2.0, 3.0]
-    """
-    if method not in ("self-report", "observer"):
-        raise ValueError(f"method must be 'self-report' or 'observer', got {method!r}.")
-    defaults = PSQ_DEFAULTS if method == "self-report" else OBSERVER_DEFAULTS
-    unknown = sorted(set(cutoffs) - set(defaults))
-    if unknown:
-        raise TypeError(f"Unknown option(s) {unknown} for method={method!r}; it takes "
-                        f"{sorted(defaults)}" + (" and rater=." if method == "self-report"
-                                                 else "."))
-    opts = {k: _check_cutoff(k, cutoffs.get(k, v)) for k, v in defaults.items()}
-    if method == "self-report":
-        if isinstance(data, pd.DataFrame):
-            cols = set(data.columns)
-            data = read_psq(data, **{k: (k if k in cols else None)
-                                     for k in ("rater", "therapist", *_PSQ_ITEMS[1:])},
-                            tension="tension" if "tension" in cols else None)
-        if not isinstance(data, PSQData):
-            raise TypeError("method='self-report' needs PSQ data from alliancetrack.read_psq, "
-                            f"got {type(data).__name__}.")
-        if rater is not None:
-            if "rater" not in data.frame:
-                raise AllianceDataError("These PSQ data have no rater column; rater= cannot "
-                                        "select one.")
-            data = data.select_rater(rater)
-        raw = _psq_episodes(data, **opts)
-    else:
-        if rater is not None:
-            raise TypeError("rater= applies to method='self-report' only.")
-        if isinstance(data, pd.DataFrame):
-            cols = set(data.columns)
-            data = read_3rs(data, **{k: (k if k in cols else None)
-                                     for k in ("segment", "marker", "resolution", "therapist")})
-        if not isinstance(data, ObserverData):
-            raise TypeError("method='observer' needs 3RS codes from alliancetrack.read_3rs, "
-                            f"got {type(data).__name__}.")
-        raw = _observer_episodes(data, **opts)
-    episodes = _finalize(raw, data.patients)
-    episodes["repaired"] = episodes["repaired"].astype("boolean")  # unknown repair: <NA>
-    episodes.attrs["excluded"] = attach(data.excluded.reset_index(drop=True))
-    episodes.attrs["coverage"] = attach(data.coverage)
-    episodes.attrs["source"] = method
-    episodes.attrs["method"] = ("self-report" + (f":{rater}" if rater is not None else "")
-                                if method == "self-report" else "observer")
-    if rater is not None:
-        episodes.attrs["rater"] = rater
-    episodes.attrs["cutoffs"] = opts
-    return episodes

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from alliancetrack._version import __version__
 from alliancetrack.agreement.compare import compare_episodes
 from alliancetrack.detection.detect import detect_episodes
 from alliancetrack.detection.rules import PRESETS
@@ -442,7 +443,6 @@ def write_report(
         f'<figure id="figure-{n}"><img alt="{n}" src="data:image/png;base64,{b64}">'
         f"<figcaption>{html.escape(c)}</figcaption></figure>" for n, b64, c in figs
     )
-    from alliancetrack import __version__  # noqa: PLC0415
 
     sections = [
         ("data-summary", "Data summary",

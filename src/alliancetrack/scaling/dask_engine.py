@@ -49,7 +49,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alliancetrack.detection.base import Detector
+from alliancetrack.detection.detect import resolve_detector
+from alliancetrack.detection.engines import Engine, register_engine
+from alliancetrack.detection.episodes import empty_episodes
+from alliancetrack.detection.segmentation import noise_statistics
 from alliancetrack.errors import AllianceDataError
+from alliancetrack.predictors import episode_definition, episode_predictors
+from alliancetrack.reading.alliance import read_alliance
+from alliancetrack.reading.scales import get_scale
 
 __all__ = [
     "detect_episodes_dask",
@@ -60,10 +68,18 @@ __all__ = [
 
 _CANONICAL = ("patient", "session", "alliance", "therapist", "rater")
 _SD_UNITS = ("sample_sd", "max_sd", "rci")
-# episodes returned by detect_episodes_dask -> how they were made (for episode_predictors)
+# token of an episode collection made by detect_episodes_dask -> token of the partitioned
+# data it was detected in (its partitions line up with the data's)
 _MADE: OrderedDict[str, dict[str, Any]] = OrderedDict()
-# collection name -> whether its partitions hold disjoint ranges of patient ids
+# token of a collection -> whether its partitions hold disjoint ranges of patient ids
 _DISJOINT: OrderedDict[str, bool] = OrderedDict()
+
+
+def _token(ddf: Any) -> str:
+    """A deterministic key of a Dask collection (``dask.base.tokenize``, public API)."""
+    from dask.base import tokenize  # noqa: PLC0415 - optional dependency, imported when used
+
+    return tokenize(ddf)
 
 
 def is_dask_dataframe(obj: Any) -> bool:
@@ -125,7 +141,7 @@ def _disjoint(ranges: pd.DataFrame) -> bool:
 
 
 def partition_by_patient(
-    ddf: Any, *, npartitions: int | None = None, assume_partitioned: bool = False
+    data: Any, *, npartitions: int | None = None, assume_partitioned: bool = False
 ) -> Any:
     """Repartition so that each patient's rows live in exactly one partition.
 
@@ -136,7 +152,7 @@ def partition_by_patient(
 
     Parameters
     ----------
-    ddf : dask.dataframe.DataFrame
+    data : dask.dataframe.DataFrame
         Canonical long data.
     npartitions : int, optional
         Number of partitions after a shuffle.
@@ -159,26 +175,25 @@ def partition_by_patient(
     True
     """
     _require_dask()
-    _check_columns(ddf)
+    _check_columns(data)
     if assume_partitioned:
-        return ddf
+        return data
     if npartitions is None:
-        disjoint = _DISJOINT.get(ddf._name)
+        key = _token(data)
+        disjoint = _DISJOINT.get(key)
         if disjoint is None:  # one pass over the patient column, remembered per collection
-            meta = pd.DataFrame({"lo": ddf._meta["patient"], "hi": ddf._meta["patient"]})
-            disjoint = _disjoint(ddf[["patient"]].map_partitions(_ranges, meta=meta).compute())
-            _DISJOINT[ddf._name] = disjoint
+            meta = pd.DataFrame({"lo": data._meta["patient"], "hi": data._meta["patient"]})
+            disjoint = _disjoint(data[["patient"]].map_partitions(_ranges, meta=meta).compute())
+            _DISJOINT[key] = disjoint
             while len(_DISJOINT) > 64:
                 _DISJOINT.popitem(last=False)
         if disjoint:
-            return ddf
-    n = int(npartitions or ddf.npartitions)
-    return ddf.shuffle(on="patient", npartitions=n)
+            return data
+    n = int(npartitions or data.npartitions)
+    return data.shuffle(on="patient", npartitions=n)
 
 
 def _as_data(part: pd.DataFrame, scale: Any, min_timepoints: int) -> Any:
-    from alliancetrack.reading.alliance import read_alliance  # noqa: PLC0415
-
     cols = [c for c in _CANONICAL if c in part.columns]
     return read_alliance(
         part[cols],
@@ -191,9 +206,7 @@ def _as_data(part: pd.DataFrame, scale: Any, min_timepoints: int) -> Any:
 
 def _rule_frame(data: Any, rule_obj: Any) -> pd.DataFrame:
     """The ratings the rules engine analyses (as in detect_episodes)."""
-    from alliancetrack.detection.detect import _rule_exclusions  # noqa: PLC0415
-
-    extra = _rule_exclusions(data, rule_obj)
+    extra = rule_obj.exclusions(data)
     frame = data.analysed_frame
     if len(extra):
         frame = frame.loc[~frame["patient"].isin(extra["patient"])]
@@ -224,8 +237,6 @@ def _combined_sd(moments: pd.DataFrame) -> float:
 
 
 def _noise_part(part: pd.DataFrame, scale: Any, min_tp: int) -> pd.DataFrame:
-    from alliancetrack.detection.changepoint import noise_statistics  # noqa: PLC0415
-
     if len(part) == 0:
         return pd.DataFrame({"sd": pd.Series([], dtype=float), "top": pd.Series([], dtype=float)})
     sds, top = noise_statistics(_as_data(part, scale, min_tp))
@@ -237,8 +248,6 @@ def _noise_part(part: pd.DataFrame, scale: Any, min_tp: int) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- pass 2: detection
 def _empty_like_episodes(patient_dtype: Any) -> pd.DataFrame:
-    from alliancetrack.detection.episodes import empty_episodes  # noqa: PLC0415
-
     e = empty_episodes(patient_dtype)
     e["patient"] = e["patient"].astype(patient_dtype)
     return e
@@ -246,23 +255,15 @@ def _empty_like_episodes(patient_dtype: Any) -> pd.DataFrame:
 
 def _detect_part(
     part: pd.DataFrame,
-    method: str,
-    rule: Any,
-    options: dict,
+    detector: Detector,
+    stats: dict,
     scale: Any,
     min_tp: int,
     patient_dtype: Any,
 ) -> pd.DataFrame:
-    from alliancetrack.detection.detect import detect_episodes  # noqa: PLC0415
-
     if len(part) == 0:
         return _empty_like_episodes(patient_dtype)
-    data = _as_data(part, scale, min_tp)
-    if method == "changepoint":
-        ep = detect_episodes(data, method="changepoint", **options)
-    else:
-        ep = detect_episodes(data, method="rules", rule=rule, **options)
-    ep = ep.copy()
+    ep = detector.detect(_as_data(part, scale, min_tp), **stats).copy()
     ep.attrs = {}
     ep["patient"] = ep["patient"].astype(patient_dtype)
     return ep
@@ -275,9 +276,9 @@ def _remember(key: str, info: dict[str, Any]) -> None:
 
 
 def detect_episodes_dask(
-    ddf: Any,
+    data: Any,
     method: str = "rules",
-    rule: Any = "stiles-2sd",
+    rule: Any = None,
     *,
     scale: Any = None,
     data_min_timepoints: int = 3,
@@ -292,11 +293,12 @@ def detect_episodes_dask(
 
     Parameters
     ----------
-    ddf : dask.dataframe.DataFrame
+    data : dask.dataframe.DataFrame
         Canonical long data (``patient, session, alliance``; optional
         ``therapist``, ``rater``).
     method, rule, **options
-        As :func:`alliancetrack.detect_episodes`.
+        As :func:`alliancetrack.detect_episodes` (``rule=None``: the method's
+        default detector, ``"stiles-2sd"`` for the rules).
     scale : str or Scale, optional
         The instrument (range check; reliability for ``unit="rci"``), as
         ``read_alliance(..., scale=)``.
@@ -326,64 +328,24 @@ def detect_episodes_dask(
     0        1              4.0             6.0
     """
     _require_dask()
-    from alliancetrack.detection.rules import get_rule  # noqa: PLC0415
-    from alliancetrack.reading.scales import get_scale  # noqa: PLC0415
-
-    if method not in ("rules", "changepoint"):
+    detector = resolve_detector(method, rule, **options)
+    if detector.method not in ("rules", "changepoint"):
         raise AllianceDataError(
-            f"method {method!r} is not available for Dask input; use 'rules' or 'changepoint'."
+            f"method {detector.method!r} is not available for Dask input; use 'rules' or "
+            "'changepoint'."
         )
-    _check_columns(ddf)
+    _check_columns(data)
     scale_obj = get_scale(scale)
     parts = partition_by_patient(
-        ddf, npartitions=npartitions, assume_partitioned=assume_partitioned
+        data, npartitions=npartitions, assume_partitioned=assume_partitioned
     )
-    patient_dtype = ddf._meta["patient"].dtype
-    opts = dict(options)
-    rule_obj = None
-    if method == "changepoint":
-        if "rule" in options:
-            raise TypeError("rule= applies to method='rules' only.")
-        if opts.get("noise_pool") is None:
-            meta = pd.DataFrame(
-                {"sd": pd.Series([], dtype=float), "top": pd.Series([], dtype=float)}
-            )
-            noise = parts.map_partitions(
-                _noise_part, scale_obj, data_min_timepoints, meta=meta
-            ).compute()
-            sds = noise["sd"].dropna().to_numpy()
-            top = noise["top"].max()
-            opts["noise_pool"] = (
-                float(np.median(sds)) if sds.size else float("nan"),
-                float(top) if pd.notna(top) else 0.0,
-            )
-        label = f"changepoint:{opts.get('model', 'l2')}"
-    else:
-        rule_obj = get_rule(rule, **{k: v for k, v in opts.items() if k != "sample_sd"})
-        needs_sd = rule_obj.unit in _SD_UNITS and not (
-            rule_obj.unit == "rci" and scale_obj is not None and scale_obj.sd is not None
-        )
-        if needs_sd and opts.get("sample_sd") is None:
-            meta = pd.DataFrame(
-                {
-                    "n": pd.Series([], dtype=float),
-                    "mean": pd.Series([], dtype=float),
-                    "m2": pd.Series([], dtype=float),
-                }
-            )
-            moments = parts.map_partitions(
-                _moments_part, rule_obj, scale_obj, data_min_timepoints, meta=meta
-            ).compute()
-            opts["sample_sd"] = _combined_sd(moments)
-        label = f"rules:{rule_obj.name}"
-        opts = {k: v for k, v in opts.items() if k == "sample_sd"}
-        rule = rule_obj
+    patient_dtype = data._meta["patient"].dtype
+    stats = _cohort_statistics(parts, detector, scale_obj, data_min_timepoints)
     meta = _empty_like_episodes(patient_dtype)
     out = parts.map_partitions(
         _detect_part,
-        method,
-        rule,
-        opts,
+        detector,
+        stats,
         scale_obj,
         data_min_timepoints,
         patient_dtype,
@@ -391,33 +353,42 @@ def detect_episodes_dask(
         enforce_metadata=False,
     )
     _remember(
-        out._name,
-        {
-            "data": parts._name,
-            "rule": rule_obj,
-            "method": label,
-            "scale": scale_obj,
-            "min_timepoints": data_min_timepoints,
-        },
+        _token(out),
+        {"data_token": _token(parts), "scale": scale_obj, "min_timepoints": data_min_timepoints,
+         "label": detector.label},
     )
     return out
+
+
+def _cohort_statistics(parts: Any, detector: Detector, scale: Any, min_tp: int) -> dict:
+    """Pass 1: the cohort-wide statistics a partition cannot compute alone."""
+    if detector.method == "changepoint":
+        meta = pd.DataFrame({"sd": pd.Series([], dtype=float), "top": pd.Series([], dtype=float)})
+        noise = parts.map_partitions(_noise_part, scale, min_tp, meta=meta).compute()
+        sds = noise["sd"].dropna().to_numpy()
+        top = noise["top"].max()
+        return {"noise_pool": (float(np.median(sds)) if sds.size else float("nan"),
+                               float(top) if pd.notna(top) else 0.0)}
+    needs_sd = detector.unit in _SD_UNITS and not (  # type: ignore[attr-defined]
+        detector.unit == "rci" and scale is not None and scale.sd is not None  # type: ignore[attr-defined]
+    )
+    if not needs_sd:
+        return {}
+    meta = pd.DataFrame({c: pd.Series([], dtype=float) for c in ("n", "mean", "m2")})
+    moments = parts.map_partitions(_moments_part, detector, scale, min_tp, meta=meta).compute()
+    return {"sample_sd": _combined_sd(moments)}
 
 
 # --------------------------------------------------------------------------- predictors
 def _predictors_part(
     part: pd.DataFrame,
     ep: pd.DataFrame,
-    rule_obj: Any,
-    method: Any,
+    label: Any,
     scale: Any,
     min_tp: int,
     patient_dtype: Any,
     meta: pd.DataFrame,
-    given: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    from alliancetrack.detection.detect import _rule_exclusions  # noqa: PLC0415
-    from alliancetrack.predictors import episode_predictors  # noqa: PLC0415
-
     if len(part) == 0:
         if len(ep):
             raise AllianceDataError(
@@ -427,42 +398,32 @@ def _predictors_part(
             )
         return meta
     data = _as_data(part, scale, min_tp)
-    ep = ep.copy()
-    excluded = data.excluded
-    if rule_obj is not None:
-        extra = _rule_exclusions(data, rule_obj)
-        if len(extra):
-            excluded = pd.concat([excluded, extra], ignore_index=True)
-    if given is not None and len(given):  # exclusions carried by an in-memory episode table
-        mine = given[given["patient"].isin(data.patients)]
-        excluded = pd.concat([excluded, mine], ignore_index=True)
-    ep.attrs = {"excluded": excluded, "method": method}
-    out = episode_predictors(data, ep)
+    # the exclusions are re-derived from the data and the label, as in memory
+    out = episode_predictors(data, ep, detector=None if pd.isna(label) else label)
     out["patient"] = out["patient"].astype(patient_dtype)
-    if len(ep) == 0:
-        out["method"] = method  # the cohort's method, as in memory
-        out["method"] = out["method"].astype(meta["method"].dtype)
+    out["method"] = out["method"].astype(meta["method"].dtype)
     return out
 
 
 def episode_predictors_dask(
-    ddf: Any,
+    data: Any,
     episodes: Any,
     *,
     scale: Any = None,
     data_min_timepoints: int | None = None,
     npartitions: int | None = None,
+    detector: Any = None,
 ) -> Any:
     """Per-patient predictors from a Dask DataFrame and its episodes.
 
     Called by :func:`alliancetrack.episode_predictors` for Dask input.  When
-    ``episodes`` is the (unmodified) result of ``detect_episodes`` on ``ddf``
+    ``episodes`` is the (unmodified) result of ``detect_episodes`` on ``data``
     its partitions line up with the data's and nothing moves; otherwise data
     and episodes are both hash-partitioned on ``patient``.
 
     Parameters
     ----------
-    ddf : dask.dataframe.DataFrame
+    data : dask.dataframe.DataFrame
         The data the episodes were detected in.
     episodes : dask.dataframe.DataFrame or pandas.DataFrame
         The episode table.
@@ -470,16 +431,16 @@ def episode_predictors_dask(
         As in detection (by default those the episodes were detected with).
     npartitions : int, optional
         Partitions when both have to be hash-partitioned.
+    detector : Detector or str, optional
+        As :func:`alliancetrack.episode_predictors` (for a table without rows).
 
     Returns
     -------
     dask.dataframe.DataFrame
         One row per input patient (columns as the in-memory result).  Patients
-        excluded only by a rule's own ``min_timepoints`` are known when
-        ``episodes`` came straight from :func:`detect_episodes_dask` or is an
-        in-memory episode table from :func:`alliancetrack.detect_episodes`
-        (its ``attrs["excluded"]``); for other Dask episode tables only the
-        data's own exclusions are known.
+        excluded by the detector (e.g. a rule's own ``min_timepoints``) are
+        re-derived per partition from the data and the episode table's
+        ``method`` label, as in memory.
 
     Examples
     --------
@@ -493,55 +454,45 @@ def episode_predictors_dask(
     0        1           1  repaired
     """
     dd = _require_dask()
-    _check_columns(ddf)
-    given = None
+    _check_columns(data)
+    label = None
     if not is_dask_dataframe(episodes):
         if not isinstance(episodes, pd.DataFrame):
             raise AllianceDataError("episodes must be a DataFrame (pandas or Dask).")
-        given = episodes.attrs.get("excluded")  # rule exclusions of the in-memory detection
-        given = getattr(given, "frame", given)  # (possibly wrapped for pandas' attrs)
-        if not isinstance(given, pd.DataFrame) or "patient" not in given:
-            given = None
+        label, _ = episode_definition(episodes, detector)
         episodes = episodes.copy()
         episodes.attrs = {}
-        episodes = dd.from_pandas(episodes, npartitions=max(1, ddf.npartitions))
-    info = _MADE.get(episodes._name)
-    patient_dtype = ddf._meta["patient"].dtype
+        episodes = dd.from_pandas(episodes, npartitions=max(1, data.npartitions))
+    info = _MADE.get(_token(episodes))
+    if label is None:  # a Dask episode table: its labels, or the one it was made with
+        labels = episodes["method"].dropna().unique().compute().tolist()
+        made = None if info is None else info["label"]
+        label, _ = episode_definition(pd.DataFrame({"method": labels}), detector or made)
+    patient_dtype = data._meta["patient"].dtype
     if info is not None:
-        parts = partition_by_patient(ddf, npartitions=None, assume_partitioned=False)
-        if parts._name != info["data"]:
+        parts = partition_by_patient(data, npartitions=None, assume_partitioned=False)
+        if _token(parts) != info["data_token"]:
             info = None
     if info is not None and episodes.npartitions == parts.npartitions:
         ep_parts = episodes
-        rule_obj, method = info["rule"], info["method"]
         scale = info["scale"] if scale is None else scale
         min_tp = info["min_timepoints"] if data_min_timepoints is None else data_min_timepoints
     else:
-        n = int(npartitions or ddf.npartitions)
-        parts = ddf.shuffle(on="patient", npartitions=n)
+        n = int(npartitions or data.npartitions)
+        parts = data.shuffle(on="patient", npartitions=n)
         ep_parts = episodes.shuffle(on="patient", npartitions=n)
-        methods = episodes["method"].dropna().unique().compute().tolist()
-        if len(methods) > 1:
-            raise AllianceDataError(
-                f"The episode table mixes methods {methods}; compute predictors per method."
-            )
-        rule_obj, method = None, methods[0] if methods else pd.NA
         min_tp = 3 if data_min_timepoints is None else data_min_timepoints
-    from alliancetrack.reading.scales import get_scale  # noqa: PLC0415
-
     scale_obj = get_scale(scale)
-    meta = _predictors_meta(ddf, episodes, method, scale_obj, min_tp, patient_dtype)
+    meta = _predictors_meta(data, episodes, label, scale_obj, min_tp, patient_dtype)
     return dd.map_partitions(
         _predictors_part,
         parts,
         ep_parts,
-        rule_obj,
-        method,
+        label,
         scale_obj,
         min_tp,
         patient_dtype,
         meta,
-        given,
         meta=meta,
         align_dataframes=False,
         enforce_metadata=False,
@@ -552,8 +503,6 @@ def _predictors_meta(
     ddf: Any, episodes: Any, method: Any, scale: Any, min_tp: int, patient_dtype: Any
 ) -> pd.DataFrame:
     """Empty predictor table with the columns and dtypes the partitions give."""
-    from alliancetrack.predictors import episode_predictors  # noqa: PLC0415
-
     pid = ddf._meta_nonempty["patient"].iloc[0]
     level = float(scale.low) if scale is not None else 1.0
     n = max(min_tp, 1)
@@ -563,8 +512,10 @@ def _predictors_meta(
     sample["patient"] = sample["patient"].astype(patient_dtype)
     data = _as_data(sample, scale, min_tp)
     ep = episodes._meta.iloc[:0].copy()
-    ep.attrs = {"method": method}
-    out = episode_predictors(data, ep)
+    out = episode_predictors(data, ep, detector=None if pd.isna(method) else method)
     out["patient"] = out["patient"].astype(patient_dtype)
     out["method"] = method
     return out.iloc[:0]
+
+
+register_engine(Engine("dask", is_dask_dataframe, detect_episodes_dask, episode_predictors_dask))
