@@ -530,12 +530,6 @@ def power_analysis(
         results do not depend on ``n_jobs``.
     n_jobs : int, default 1
         Processes (-1: all cores).
-    scenarios : sequence of str, optional
-        Names from :data:`alliancetrack.SCENARIOS` (``"clean"``,
-        ``"ceiling"``, ``"heavy-tails"``, ``"gradual"``,
-        ``"partial-repair"``, ``"rough"``): the grid is run under each, and
-        the tables get a first column ``scenario``.  Settings in
-        ``simulation`` override the scenario's.
     **simulation
         Further arguments of :func:`simulate_cohort` (``rupture_rate``,
         ``noise_sd``, ``depth``, ``n_therapists``, ...).
