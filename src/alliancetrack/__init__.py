@@ -33,7 +33,7 @@ from alliancetrack.reading.strategies import STRATEGIES, Strategy
 # registers the Dask engine, through which detect_episodes and episode_predictors accept
 # Dask DataFrames (Dask itself is imported only when such data arrive)
 from alliancetrack.scaling import dask_engine as _dask_engine  # noqa: F401
-from alliancetrack.simulation.cohort import SimulatedCohort, simulate_cohort
+from alliancetrack.simulation.cohort import SCENARIOS, SimulatedCohort, simulate_cohort
 
 _EAGER = (
     "__version__", "AllianceData", "AllianceDataError", "as_alliance_data",
@@ -41,13 +41,14 @@ _EAGER = (
     "DETECTORS", "DipRecoveryRule", "EPISODE_COLUMNS", "episode_predictors",
     "ObserverDetector", "OptionError", "PREDICTOR_COLUMNS", "PRESETS", "read_alliance",
     "Scale", "SCALES", "SelfReportDetector", "simulate_cohort", "SimulatedCohort",
-    "Strategy", "STRATEGIES", "SuddenChangeDetector",
+    "SCENARIOS", "Strategy", "STRATEGIES", "SuddenChangeDetector",
 )
 
 # module (relative to the package) -> the public names it provides, imported on first use.
 _LAZY: dict[str, tuple[str, ...]] = {
     "agreement.compare": ("EpisodeComparison", "compare_episodes"),
     "agreement.sources": ("AGREEMENT_COLUMNS", "source_agreement"),
+    "detection.hmm": ("HMMDetector", "rupture_probabilities"),
     "detection.sudden": ("CHANGE_COLUMNS", "INTERVAL_COLUMNS", "reliable_change_cutoff",
                          "sudden_changes"),
     "detection.sudden_summary": ("describe_sudden_changes", "select_changes"),
@@ -93,6 +94,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # static analysers and the API docs see the lazy names as imports
     from alliancetrack.agreement.compare import EpisodeComparison, compare_episodes
     from alliancetrack.agreement.sources import AGREEMENT_COLUMNS, source_agreement
+    from alliancetrack.detection.hmm import HMMDetector, rupture_probabilities
     from alliancetrack.detection.sudden import (
         CHANGE_COLUMNS,
         INTERVAL_COLUMNS,

@@ -7,8 +7,8 @@ from typing import Any
 import pandas as pd
 
 # the detector modules register their methods (rules, changepoint, sudden, self-report,
-# observer) in alliancetrack.detection.base.DETECTORS when imported
-from alliancetrack.detection import changepoint, reported, rules, sudden  # noqa: F401
+# observer, hmm) in alliancetrack.detection.base.DETECTORS when imported
+from alliancetrack.detection import changepoint, hmm, reported, rules, sudden  # noqa: F401
 from alliancetrack.detection.base import DETECTORS, Detector, make_detector
 from alliancetrack.detection.engines import engine_for
 from alliancetrack.detection.rules import DipRecoveryRule
@@ -70,7 +70,9 @@ def detect_episodes(data, method: str = "rules", rule: str | DipRecoveryRule = "
         a sudden drop being a rupture and its reversal the repair.
         ``"self-report"`` (PSQ) and ``"observer"`` (3RS): within-session
         ruptures reported or coded (:class:`alliancetrack.SelfReportDetector`,
-        :class:`alliancetrack.ObserverDetector`).
+        :class:`alliancetrack.ObserverDetector`).  ``"hmm"``: a cohort hidden
+        Markov model with rupture probabilities
+        (:class:`alliancetrack.HMMDetector`).
     rule : str or Detector
         With ``method="rules"``: a preset name from
         :data:`alliancetrack.PRESETS` or a rule object.  Any detector object

@@ -14,7 +14,18 @@ The generator (used for the bundled example data, tests and validation):
   the repair session.  Otherwise the level stays lowered until the end of
   treatment (an unrepaired rupture).  A repair that would fall after the last
   session makes the episode unrepaired and censored.
-* **Ratings** are the true level plus ``N(0, noise_sd²)`` noise, clipped to
+* **Rough-data options** (all off by default, so the default cohort is
+  unchanged): ``noise_df`` draws the noise from a Student t with that many
+  degrees of freedom (heavy tails; scaled so its SD is still ``noise_sd``
+  when ``noise_df > 2``); ``repair_fraction`` makes repairs partial (the
+  level comes back by that share of the depth only); ``decline_share`` gives
+  that share of patients a gradual decline of ``decline_depth`` scale points
+  spread evenly over ``decline_sessions`` sessions starting at a random
+  session — a slow drift that is *not* a rupture, so a detector that calls it
+  one makes a false positive; ``growth_sd`` gives every patient their own
+  slope.  A high ``mean_level`` puts many ratings at the scale's ceiling
+  (:data:`SCENARIOS` collects ready-made settings).
+* **Ratings** are the true level plus noise (``N(0, noise_sd²)`` by default), clipped to
   the scale's range and rounded to its grid (item means of a 12-item
   WAI-SR: steps of 1/12).  A fraction ``missing_rate`` of ratings is set
   missing, never at a true rupture or repair session (so the truth stays
@@ -39,7 +50,26 @@ import pandas as pd
 from alliancetrack.detection.episodes import finalize_episodes
 from alliancetrack.reading.scales import Scale, get_scale
 
-__all__ = ["SimulatedCohort", "simulate_cohort"]
+__all__ = ["SCENARIOS", "SimulatedCohort", "simulate_cohort"]
+
+#: Ready-made :func:`simulate_cohort` settings for validation on data that do not
+#: follow any detector's assumptions (WAI-SR, 1-5).  ``"clean"`` is the default
+#: cohort; ``"ceiling"`` starts patients near the top of the scale (about a
+#: quarter of the ratings at 5); ``"heavy-tails"`` has Student-t noise with 3
+#: degrees of freedom; ``"gradual"`` gives 40% of patients a slow decline (not a
+#: rupture) and every patient their own slope; ``"partial-repair"`` brings the
+#: level back by 40-90% of the dip only; ``"rough"`` combines all of them.
+SCENARIOS: dict[str, dict] = {
+    "clean": {},
+    "ceiling": {"mean_level": 4.75},
+    "heavy-tails": {"noise_df": 3.0},
+    "gradual": {"decline_share": 0.4, "decline_depth": (0.6, 1.2), "decline_sessions": (4, 8),
+                "growth_sd": 0.02},
+    "partial-repair": {"repair_fraction": (0.4, 0.9)},
+    "rough": {"mean_level": 4.5, "noise_df": 3.0, "decline_share": 0.3,
+              "decline_depth": (0.6, 1.2), "decline_sessions": (4, 8), "growth_sd": 0.02,
+              "repair_fraction": (0.5, 1.0)},
+}
 
 
 @dataclass(frozen=True)
@@ -95,6 +125,12 @@ def simulate_cohort(
     outcome_sd: float = 6.0,
     effect_r: float | None = None,
     grid: float | None = None,
+    noise_df: float | None = None,
+    repair_fraction: float | tuple[float, float] = 1.0,
+    decline_share: float = 0.0,
+    decline_depth: float | tuple[float, float] = (0.6, 1.2),
+    decline_sessions: int | tuple[int, int] = (4, 8),
+    growth_sd: float = 0.0,
     seed: int = 0,
 ) -> SimulatedCohort:
     """Simulate an alliance cohort with known rupture-repair episodes.
@@ -152,6 +188,21 @@ def simulate_cohort(
     grid : float, optional
         Rounding step of ratings; default 1/12 for the WAI-SR (12-item mean),
         1 for the SRS, else no rounding.
+    noise_df : float, optional
+        Degrees of freedom of Student-t noise (heavy tails); None: normal.
+        With ``noise_df > 2`` the t draws are rescaled to SD ``noise_sd``;
+        otherwise ``noise_sd`` is their scale.
+    repair_fraction : float or (float, float), default 1
+        Share of the depth the level regains at a repair (uniform on the
+        range); below 1 a repair is partial.
+    decline_share : float, default 0
+        Share of patients with a gradual decline (not a rupture).
+    decline_depth : float or (float, float)
+        Total drop of a gradual decline (scale points).
+    decline_sessions : int or (int, int)
+        Sessions over which the decline is spread (one step per session).
+    growth_sd : float, default 0
+        SD of patient-specific slopes around ``growth``.
     seed : int
 
     Examples
@@ -177,6 +228,14 @@ def simulate_cohort(
         raise ValueError("n_sessions must be at least 3.")
     if u_lo < 1:
         raise ValueError("duration must be at least 1 session.")
+    f_lo, f_hi = _pair(repair_fraction, "repair_fraction")
+    g_lo, g_hi = _pair(decline_depth, "decline_depth")
+    k_lo, k_hi = _pair(decline_sessions, "decline_sessions")
+    if not (0 <= f_lo and f_hi <= 1 and 0 <= decline_share <= 1):
+        raise ValueError("repair_fraction and decline_share must lie in [0, 1].")
+    if k_lo < 1 or growth_sd < 0 or (noise_df is not None and noise_df <= 0):
+        raise ValueError("decline_sessions must be at least 1, growth_sd non-negative and "
+                         "noise_df positive.")
     if effect_r is not None and not -1 < effect_r < 1:
         raise ValueError(f"effect_r must lie in (-1, 1), got {effect_r!r}.")
     if grid is None:
@@ -195,11 +254,21 @@ def simulate_cohort(
     v = rng.normal(0, patient_sd, n)
     sess = np.arange(1, width + 1)
     level = mean_level + u[ther][:, None] + v[:, None] + growth * (sess[None, :] - 1)
+    cols = np.arange(width)
+    if growth_sd > 0:
+        level = level + rng.normal(0, growth_sd, n)[:, None] * (sess[None, :] - 1)
+    if decline_share > 0:
+        # a slow drift down, one step per session, that is not a rupture
+        who = rng.random(n) < decline_share
+        start_at = rng.integers(1, np.maximum(length - 1, 2))
+        span_len = rng.integers(int(k_lo), int(k_hi) + 1, n)
+        total = rng.uniform(g_lo, g_hi, n)
+        steps = np.clip(cols[None, :] - start_at[:, None] + 1, 0, span_len[:, None])
+        level = level - who[:, None] * total[:, None] * steps / span_len[:, None]
 
     lowered = np.zeros((n, width))
     protect = np.zeros((n, width), dtype=bool)
     free_from = np.full(n, 2)  # 0-based position from which a rupture may start
-    cols = np.arange(width)
     ev_i, ev_t, ev_r, ev_d, ev_rep = [], [], [], [], []
     for t in range(2, width):
         start = (t >= free_from) & (t < length) & (rng.random(n) < rupture_rate)
@@ -213,6 +282,10 @@ def simulate_cohort(
         end = np.where(rep, t + dur, width)
         span = (cols[None, :] >= t) & (cols[None, :] < end[:, None])
         lowered[idx] -= span * d[:, None]
+        if f_lo < 1:  # partial repair: part of the dip stays after the repair session
+            frac = rng.uniform(f_lo, f_hi, idx.size)
+            after = rep[:, None] & (cols[None, :] >= end[:, None])
+            lowered[idx] -= after * (d * (1 - frac))[:, None]
         repaired = rep & (t + dur < length[idx])
         protect[idx, t] = True
         protect[idx[repaired], (t + dur)[repaired]] = True
@@ -224,7 +297,12 @@ def simulate_cohort(
         free_from[idx] = np.where(repaired, t + dur + 1, width + 1)
 
     true_level = level + lowered
-    scores = true_level + rng.normal(0, noise_sd, (n, width))
+    if noise_df is None:
+        noise = rng.normal(0, noise_sd, (n, width))
+    else:
+        t_sd = np.sqrt(noise_df / (noise_df - 2)) if noise_df > 2 else 1.0
+        noise = rng.standard_t(noise_df, (n, width)) * noise_sd / t_sd
+    scores = true_level + noise
     if grid:
         scores = np.round(scores / grid) * grid
     scores = np.clip(scores, scale_obj.low, scale_obj.high)

@@ -42,7 +42,7 @@ from alliancetrack.detection.rules import PRESETS, DipRecoveryRule
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.predictors import episode_predictors
 from alliancetrack.reading.alliance import AllianceData, as_alliance_data, read_alliance
-from alliancetrack.simulation.cohort import simulate_cohort
+from alliancetrack.simulation.cohort import SCENARIOS, simulate_cohort
 
 __all__ = [
     "EVALUATION_COLUMNS",
@@ -149,11 +149,11 @@ def _detector(spec) -> tuple[str, dict]:
     """
     if isinstance(spec, str):
         key = spec.strip().lower()
-        if key == "changepoint":
-            return "changepoint", {"method": "changepoint"}
+        if key in ("changepoint", "hmm"):
+            return key, {"method": key}
         if key not in PRESETS:
             raise ValueError(f"Unknown detector {spec!r}; use a preset ({', '.join(PRESETS)}), "
-                             "'changepoint', a DipRecoveryRule or a dict of detect_episodes "
+                             "'changepoint', 'hmm', a DipRecoveryRule or a dict of detect_episodes "
                              "arguments.")
         return key, {"method": "rules", "rule": key}
     if isinstance(spec, DipRecoveryRule):
@@ -258,16 +258,18 @@ class ValidationResult:
 
 
 def _validation_task(task) -> list[dict]:
-    noise, depth, rep, seed, detectors, n_patients, n_sessions, tolerance, simulation = task
+    scen, noise, depth, rep, seed, detectors, n_patients, n_sessions, tolerance, simulation = task
+    settings = {**SCENARIOS[scen], **simulation} if scen is not None else simulation
     sim = simulate_cohort(n_patients, n_sessions, noise_sd=noise, depth=depth, seed=seed,
-                          **simulation)
+                          **settings)
     data = _sim_data(sim)
     rows = []
     for label, kw in detectors:
         ev = evaluate_detection(detect_episodes(data, **kw), sim.truth, tolerance=tolerance,
                                 patients=data).iloc[0].to_dict()
-        rows.append({"noise_sd": noise, "depth": depth, "snr": depth / noise, "method": label,
-                     "rep": rep, **ev})
+        scen_col = {} if scen is None else {"scenario": scen}
+        rows.append({**scen_col, "noise_sd": noise, "depth": depth, "snr": depth / noise,
+                     "method": label, "rep": rep, **ev})
     return rows
 
 
@@ -282,6 +284,7 @@ def validation_study(
     tolerance: float = 1,
     seed: int = 0,
     n_jobs: int | None = 1,
+    scenarios: Sequence[str] | None = None,
     **simulation: Any,
 ) -> ValidationResult:
     """Detection accuracy of every method over a grid of noise SD and dip depth.
@@ -314,6 +317,12 @@ def validation_study(
         ``n_jobs``.
     n_jobs : int, default 1
         Processes (-1: all cores).
+    scenarios : sequence of str, optional
+        Names from :data:`alliancetrack.SCENARIOS` (``"clean"``,
+        ``"ceiling"``, ``"heavy-tails"``, ``"gradual"``,
+        ``"partial-repair"``, ``"rough"``): the grid is run under each, and
+        the tables get a first column ``scenario``.  Settings in
+        ``simulation`` override the scenario's.
     **simulation
         Further arguments of :func:`simulate_cohort` (``rupture_rate``,
         ``duration``, ``missing_rate``, ...).
@@ -343,23 +352,32 @@ def validation_study(
             raise TypeError(f"{bad} is an argument of validation_study itself.")
     if min(noise_sd) <= 0:
         raise ValueError("noise_sd values must be positive (signal-to-noise = depth / noise_sd).")
-    cells = [(float(s), float(d), r) for s in noise_sd for d in depth for r in range(n_reps)]
+    if isinstance(scenarios, str):
+        scenarios = [scenarios]
+    unknown = [s for s in scenarios or () if s not in SCENARIOS]
+    if unknown:
+        raise ValueError(f"Unknown scenario(s) {unknown}; choose from {list(SCENARIOS)}.")
+    scen_list = [None] if scenarios is None else list(scenarios)
+    cells = [(c, float(s), float(d), r) for c in scen_list for s in noise_sd for d in depth
+             for r in range(n_reps)]
     seeds = _seeds(seed, len(cells))
-    tasks = [(s, d, r, sd, detectors, n_patients, n_sessions, tolerance, simulation)
-             for (s, d, r), sd in zip(cells, seeds, strict=True)]
+    tasks = [(c, s, d, r, sd, detectors, n_patients, n_sessions, tolerance, simulation)
+             for (c, s, d, r), sd in zip(cells, seeds, strict=True)]
     reps = pd.DataFrame([row for rows in _pmap(_validation_task, tasks, n_jobs) for row in rows])
     order = {lab: i for i, (lab, _) in enumerate(detectors)}
+    scen_order = {c: i for i, c in enumerate(scen_list)}
     metrics = [c for c in EVALUATION_COLUMNS if c != "tolerance"]
-    table = (reps.groupby(["noise_sd", "depth", "snr", "method"], sort=False)[metrics]
-             .mean().reset_index())
+    keys = ([] if scenarios is None else ["scenario"]) + ["noise_sd", "depth", "snr", "method"]
+    table = reps.groupby(keys, sort=False)[metrics].mean().reset_index()
     table["tolerance"] = tolerance
-    table = table.sort_values(["noise_sd", "depth", "method"],
-                              key=lambda c: c.map(order) if c.name == "method" else c,
+    table = table.sort_values([k for k in keys if k != "snr"],
+                              key=lambda c: c.map(order) if c.name == "method" else
+                              c.map(scen_order) if c.name == "scenario" else c,
                               kind="stable").reset_index(drop=True)
     settings = {"noise_sd": list(noise_sd), "depth": list(depth),
                 "methods": [lab for lab, _ in detectors], "n_patients": n_patients,
                 "n_sessions": n_sessions, "n_reps": n_reps, "tolerance": tolerance,
-                "seed": seed, **simulation}
+                "seed": seed, "scenarios": scenarios, **simulation}
     return ValidationResult(table=table, replicates=reps, settings=settings)
 
 

@@ -1,0 +1,147 @@
+"""Regenerate the tables and figure of docs/hmm.md (validation of the cohort HMM).
+
+    python docs/make_hmm.py [--n-jobs 2] [--quick]
+
+Writes into docs/figures/: hmm_f1.csv (every scenario x noise x depth x
+method), hmm_calibration.csv (reliability table per scenario),
+hmm_calibration.png, and hmm_summary.md (the Markdown tables quoted on the
+page).  Everything is determined by the seeds below; results do not depend on
+--n-jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import alliancetrack as at
+from alliancetrack.simulation.calibration import calibration_table
+
+FIGURES = Path(__file__).resolve().parent / "figures"
+SEED = 1818
+
+
+def markdown(df: pd.DataFrame, digits: int = 2) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
+    for _, row in df.iterrows():
+        cells = [f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def f1_study(quick: bool, n_jobs: int, hmm: dict) -> tuple[pd.DataFrame, str]:
+    methods = [*at.PRESETS, "changepoint", {"label": "hmm", "method": "hmm", **hmm}]
+    res = at.validation_study(noise_sd=[0.15, 0.25], depth=[0.8, 1.2], methods=methods,
+                              scenarios=list(at.SCENARIOS), n_patients=80 if quick else 200,
+                              n_reps=1 if quick else 2, seed=SEED, n_jobs=n_jobs)
+    table = res.table
+    wide = table.groupby(["scenario", "method"], sort=False)["f1"].mean().unstack("method")
+    wide = wide[[m if isinstance(m, str) else m["label"] for m in methods]]
+    others = wide.drop(columns="hmm")
+    wide["best other"] = others.max(axis=1)
+    wide["hmm - best other"] = wide["hmm"] - wide["best other"]
+    cells = table.pivot_table(index=["scenario", "noise_sd", "depth"], columns="method",
+                              values="f1", sort=False)
+    margin = cells["hmm"] - cells.drop(columns="hmm").max(axis=1)
+    text = ["### F1 per scenario (mean over noise SD 0.15, 0.25 x depth 0.8, 1.2)", "",
+            markdown(wide.reset_index()), "",
+            f"Smallest margin of hmm over the best other method in any single cell: "
+            f"{margin.min():.3f} ({', '.join(map(str, margin.idxmin()))}).", "",
+            "### hmm precision and recall per scenario", "",
+            markdown(table[table["method"] == "hmm"].groupby("scenario", sort=False)
+                     [["precision", "recall", "f1", "timing_abs_error"]].mean().reset_index())]
+    return table, "\n".join(text)
+
+
+def calibration_study(quick: bool, hmm: dict) -> tuple[pd.DataFrame, str]:
+    rows, text = [], ["### Calibration (reliability: mean predicted p vs observed share)", ""]
+    summary = []
+    for k, (name, settings) in enumerate(at.SCENARIOS.items()):
+        probs, truths = [], []
+        for rep in range(1 if quick else 2):
+            sim = at.simulate_cohort(150 if quick else 400, seed=SEED + 10 * k + rep,
+                                     noise_sd=0.2, **settings)
+            data = at.read_alliance(sim.sessions, therapist="therapist", scale=sim.scale)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                p = at.rupture_probabilities(data, **hmm)
+            off = rep * 100_000  # keep the replications' patients apart
+            probs.append(p.assign(patient=p["patient"] + off))
+            truths.append(sim.truth.assign(patient=sim.truth["patient"] + off))
+        cal = calibration_table(pd.concat(probs), pd.concat(truths), bins=10)
+        cal.insert(0, "scenario", name)
+        rows.append(cal)
+        mid = cal[(cal["mean_p"] > 0.05) & (cal["mean_p"] < 0.95)]
+        summary.append({
+            "scenario": name, "brier": cal.attrs["brier"],
+            "sessions": int(cal["n"].sum()),
+            "share p<0.05 or p>0.95": float(cal.loc[~cal.index.isin(mid.index), "n"].sum() /
+                                            cal["n"].sum()),
+            "top bin observed": float(cal.iloc[-1]["observed"]),
+            "max |gap| (bins with n>=30)": float(cal.loc[cal["n"] >= 30, "gap"].abs().max()),
+        })
+    table = pd.concat(rows, ignore_index=True)
+    text += [markdown(pd.DataFrame(summary), digits=3), "",
+             "Pooled over scenarios, by bin:", ""]
+    pooled = table.assign(w=table["n"] * table["mean_p"], o=table["n"] * table["observed"])
+    pooled = pooled.groupby("bin_low").agg(n=("n", "sum"), w=("w", "sum"), o=("o", "sum"))
+    pooled = pd.DataFrame({"bin": [f"{b:.1f}-{b + 0.1:.1f}" for b in pooled.index],
+                           "n": pooled["n"].to_numpy(),
+                           "mean p": (pooled["w"] / pooled["n"]).to_numpy(),
+                           "observed": (pooled["o"] / pooled["n"]).to_numpy()})
+    text.append(markdown(pooled))
+    return table, "\n".join(text)
+
+
+def plot_calibration(table: pd.DataFrame):
+    from plotnine import (  # noqa: PLC0415
+        aes,
+        facet_wrap,
+        geom_abline,
+        geom_line,
+        geom_point,
+        ggplot,
+        labs,
+        theme_bw,
+    )
+
+    return (ggplot(table, aes("mean_p", "observed"))
+            + geom_abline(intercept=0, slope=1, linetype="dashed", color="grey")
+            + geom_line() + geom_point(aes(size="np.log10(n)"))
+            + facet_wrap("~scenario", ncol=3) + theme_bw()
+            + labs(x="predicted probability of a rupture (bin mean)",
+                   y="share of sessions truly in a rupture", size="log10 sessions"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n-jobs", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="few simulations (a smoke test)")
+    ap.add_argument("--hmm", default="{}", help="HMMDetector options as JSON (default: none)")
+    args = ap.parse_args()
+    hmm = json.loads(args.hmm)
+    FIGURES.mkdir(exist_ok=True)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f1, f1_text = f1_study(args.quick, args.n_jobs, hmm)
+    f1.round(4).to_csv(FIGURES / "hmm_f1.csv", index=False)
+    print(f1_text, flush=True)
+    cal, cal_text = calibration_study(args.quick, hmm)
+    cal.round(4).to_csv(FIGURES / "hmm_calibration.csv", index=False)
+    print(cal_text)
+    plot_calibration(cal).save(FIGURES / "hmm_calibration.png", width=8, height=5, dpi=100,
+                               verbose=False)
+    (FIGURES / "hmm_summary.md").write_text(f1_text + "\n\n" + cal_text + "\n")
+    print(f"done in {time.perf_counter() - t0:.0f} s; seed {SEED}; numpy {np.__version__}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,381 @@
+"""Model-based rupture detection: a cohort hidden Markov model with rupture probabilities.
+
+:class:`HMMDetector` fits a hidden Markov model (stable, ruptured — repaired
+or persisting — and partially repaired states; optionally a declined state)
+to the whole cohort at once (see :mod:`alliancetrack.detection.hmm_fit` for
+the model and the fitting algorithm) and gives
+
+* episodes in the common episode table: the rupture session is the entry into
+  the ruptured state on the most probable (Viterbi) state path over the rated
+  sessions, the repair session the first rated session back in the stable
+  state, and an episode still ruptured at the last rated session is
+  unrepaired and censored; ``probability`` is the posterior probability that
+  the rupture session lies in a rupture;
+* per-session posterior probabilities of a rupture
+  (:func:`rupture_probabilities`).
+
+Levels stay in scale units.  For scales where lower is better
+(``data.higher_is_better`` False) the ratings are mirrored before fitting, so a
+rupture is a *rise*; ``pre_level`` and ``nadir_level`` are reported on the
+original scale and ``depth`` is positive.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+
+from alliancetrack.detection.base import (
+    Check,
+    Detector,
+    flag,
+    number,
+    one_of,
+    positive,
+    register_detector,
+    whole,
+)
+from alliancetrack.detection.episodes import finalize_episodes
+from alliancetrack.detection.hmm_fit import (
+    FitResult,
+    fit_hmm,
+    forward_backward,
+    hmm_log_emissions,
+    onset_probabilities,
+    viterbi,
+)
+from alliancetrack.errors import AllianceDataError
+from alliancetrack.reading.alliance import AllianceData, as_alliance_data
+
+__all__ = ["HMMDetector", "HMMFit", "rupture_probabilities"]
+
+
+@dataclass(frozen=True)
+class HMMFit:
+    """A fitted cohort HMM (from :meth:`HMMDetector.fit`).
+
+    Attributes
+    ----------
+    detector : HMMDetector
+    patients : ndarray
+        Patient ids, one per row of the arrays.
+    frame : DataFrame
+        The analysed sessions (``patient, session, alliance``), in row order
+        of the arrays (patient blocks, sessions in order).
+    best : FitResult
+        Parameters, log-likelihood, iterations and convergence of the best start.
+    runs : DataFrame
+        One row per EM run: ``start, n_patients, loglik, n_iter, converged``
+        (with more than ``subsample`` patients, the starts on the subsample
+        and then the whole-cohort fit).
+    posterior : ndarray (N, T)
+        Posterior probability of the ruptured state at every chain step
+        (NaN where no rating).
+    path : ndarray (N, T), bool
+        Viterbi state path: True in a rupture state.
+    stable_mean : ndarray (N, T)
+        Fitted stable-state mean (mirrored scale).
+    onset : ndarray (N, T)
+        Posterior probability that a rupture starts at each chain step.
+    sign : float
+        1, or -1 where the scale was mirrored.
+    """
+
+    detector: HMMDetector
+    patients: np.ndarray
+    frame: pd.DataFrame
+    best: FitResult
+    runs: pd.DataFrame
+    posterior: np.ndarray
+    path: np.ndarray
+    stable_mean: np.ndarray
+    onset: np.ndarray
+    sign: float
+    excluded: pd.DataFrame
+
+    def summary(self) -> dict:
+        """The shared parameters and convergence, as plain numbers."""
+        p = self.best.params
+        p_rupture = float(p.trans[0, p.ruptured].sum())
+        return {"p_rupture": p_rupture, "p_repair": float(p.trans[1, 0]),
+                "share_unrepaired": float(p.trans[0, 2] / p_rupture) if p_rupture > 0 else np.nan,
+                "p_start_ruptured": float(p.start[p.ruptured].sum()), "dip": float(p.dip),
+                "partial_share": p.rho, "dip_sd": float(p.dip_sd),
+                "dip_unit": p.dip_unit, "df": float(p.df),
+                "median_sigma": float(np.median(p.sigma)), "loglik": float(self.best.loglik),
+                "n_iter": int(self.best.n_iter), "converged": bool(self.best.converged),
+                "n_patients": int(len(self.patients))}
+
+
+def _pack(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Patient blocks of a sorted long frame as (ids, rows, X, S) arrays (all rows kept)."""
+    codes, ids = pd.factorize(frame["patient"], sort=False)
+    first = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    lengths = np.diff(np.r_[first, len(codes)])
+    pos = np.arange(len(codes)) - np.repeat(first, lengths)
+    width = int(lengths.max())
+    X = np.full((len(ids), width), np.nan)
+    S = np.full((len(ids), width), np.nan)
+    X[codes, pos] = frame["alliance"].to_numpy(dtype="float64")
+    S[codes, pos] = frame["session"].to_numpy(dtype="float64")
+    return np.asarray(ids), np.c_[codes, pos], X, S
+
+
+@register_detector
+@dataclass(frozen=True)
+class HMMDetector(Detector):
+    """Cohort hidden Markov model of ruptures (stable, ruptured, partially repaired).
+
+    Parameters
+    ----------
+    df : float, default 10
+        Degrees of freedom of the Student-t emissions (smaller: more robust
+        to outlying sessions; large values approach a normal model).
+    dip_unit : {"scale", "noise"}, default "scale"
+        The shared dip is in scale points, or in units of each patient's
+        noise scale.
+    n_starts : int, default 3
+        EM starts (the first from fixed robust values, the others drawn from
+        ``seed``); the start with the highest log-likelihood is kept.
+    max_iter : int, default 200
+    tol : float, default 0.01
+        Convergence: fewer than 0.1% of the rated sessions changed their
+        posterior rupture probability by more than ``tol`` in the last EM
+        iteration (checked after the level searches of the first 30
+        iterations).
+    prior_df : float, default 4
+        Weight (in pseudo-sessions) of the cohort prior on each patient's
+        noise variance.
+    partial : bool, default True
+        Add a partially repaired state (a shared fraction of the dip below
+        the stable level, not counted as a rupture).
+    decline : bool, default False
+        Add a declined state (as low as a rupture, reached only through the
+        partially repaired state, absorbing, not counted as a rupture): a
+        slow slide is told apart from an abrupt rupture.  Needs
+        ``partial=True``.
+    dip_spread : bool, default False
+        Let dips vary between episodes: rupture-state emissions get the
+        extra variance ``dip_sd²`` (estimated).  Mixed results in the
+        validation (better on rough data with clear dips, worse on shallow
+        dips in noise), so off by default.
+    subsample : int, default 5000
+        In larger cohorts the ``n_starts`` starts are run on this many
+        randomly drawn patients and the whole cohort is fitted once, from
+        the best start (for speed; see ``HMMFit.runs``).
+    seed : int, default 0
+    min_patients : int, default 10
+        Fewer analysed patients is an error (use the rules or change points).
+
+    Notes
+    -----
+    Hidden Markov models: Rabiner (1989); t emissions by EM: Liu & Rubin
+    (1995).  Ruptures as a drop and recovery of the alliance: Safran & Muran
+    (2000); Eubanks, Muran & Safran (2018).
+
+    Examples
+    --------
+    >>> import alliancetrack as at
+    >>> from alliancetrack.detection.hmm import HMMDetector
+    >>> sim = at.simulate_cohort(80, 12, seed=3)
+    >>> det = HMMDetector(n_starts=2)
+    >>> det.label
+    'hmm[n_starts=2]'
+    >>> ep = det.detect(sim.sessions)
+    >>> bool(ep["probability"].between(0, 1).all()), ep["method"].iloc[0]
+    (True, 'hmm[n_starts=2]')
+    """
+
+    method: ClassVar[str] = "hmm"
+    checks: ClassVar[dict[str, Check]] = {
+        "df": positive(), "dip_unit": one_of("scale", "noise"), "n_starts": whole(1),
+        "max_iter": whole(1), "tol": positive(), "prior_df": number(), "partial": flag(),
+        "decline": flag(), "dip_spread": flag(), "subsample": whole(2), "seed": whole(0),
+        "min_patients": whole(2),
+    }
+    df: float = 10.0
+    dip_unit: str = "scale"
+    n_starts: int = 3
+    max_iter: int = 200
+    tol: float = 0.01
+    prior_df: float = 4.0
+    partial: bool = True
+    decline: bool = False
+    dip_spread: bool = False
+    subsample: int = 5000
+    seed: int = 0
+    min_patients: int = 10
+
+    def _check_combination(self) -> None:
+        if self.prior_df < 0:
+            raise ValueError(f"prior_df must be non-negative, got {self.prior_df!r}.")
+        if self.decline and not self.partial:
+            raise ValueError("decline=True needs partial=True (a decline passes through it).")
+        if self.subsample < self.min_patients:
+            raise ValueError("subsample must be at least min_patients.")
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, data) -> HMMFit:
+        """Fit the model to a cohort (AllianceData or long DataFrame)."""
+        data = as_alliance_data(data)
+        if len(data.raters) > 1:
+            raise AllianceDataError(
+                f"The data hold ratings from several raters {data.raters}; fit one "
+                "perspective at a time (data.select_rater('patient')).")
+        frame = data.analysed_frame[["patient", "session", "alliance"]]
+        n_pat = frame.loc[frame["alliance"].notna(), "patient"].nunique()
+        if n_pat < self.min_patients:
+            raise AllianceDataError(
+                f"The hidden Markov model is fitted to the whole cohort and needs at least "
+                f"{self.min_patients} analysed patients; these data have {n_pat}. For a "
+                "single patient or a small sample use method='changepoint' or "
+                "method='rules'.")
+        if n_pat < 30:
+            warnings.warn(
+                f"Only {n_pat} patients: the shared rupture and repair probabilities and the "
+                "dip are poorly determined; compare with method='changepoint'.",
+                UserWarning, stacklevel=3)
+        ids, rows, X, S = _pack(frame)
+        sign = 1.0 if data.higher_is_better else -1.0
+        scale = data.scale
+        bounds = None
+        if scale is not None:
+            bounds = (scale.low, scale.high) if sign > 0 else (-scale.high, -scale.low)
+        Xm = sign * X
+        best, runs, Z = fit_hmm(Xm, S, bounds, df=self.df, dip_unit=self.dip_unit,
+                                n_starts=int(self.n_starts), max_iter=int(self.max_iter),
+                                tol=self.tol, prior_df=self.prior_df, partial=self.partial,
+                                decline=self.decline, dip_spread=self.dip_spread,
+                                subsample=int(self.subsample), seed=self.seed)
+        if not best.converged:
+            warnings.warn(
+                f"The HMM did not converge in {self.max_iter} iterations (best of "
+                f"{self.n_starts} starts); raise max_iter.", RuntimeWarning, stacklevel=3)
+        log_e = hmm_log_emissions(Xm, Z, best.params, bounds)
+        post, _, _ = forward_backward(log_e, best.params.start, best.params.trans)
+        path = viterbi(log_e, best.params.start, best.params.trans)
+        rated = np.isfinite(X)
+        runs_df = pd.DataFrame([{"start": r.start, "n_patients": r.n_patients,
+                                 "loglik": r.loglik, "n_iter": r.n_iter,
+                                 "converged": r.converged} for r in runs])
+        stable = best.params.means(Z)[:, :, 0]
+        p_rupt = post[:, :, best.params.ruptured].sum(axis=2)
+        onset = onset_probabilities(log_e, best.params.start, best.params.trans,
+                                    best.params.ruptured)
+        return HMMFit(detector=self, patients=ids, frame=frame.reset_index(drop=True),
+                      best=best, runs=runs_df, posterior=np.where(rated, p_rupt, np.nan),
+                      path=best.params.ruptured[path], stable_mean=stable, onset=onset,
+                      sign=sign,
+                      excluded=data.excluded)
+
+    # ------------------------------------------------------------------ outputs
+    def detect(self, data) -> pd.DataFrame:
+        """Episodes in the common episode table (with ``probability``); see the module doc."""
+        data = as_alliance_data(data)
+        fit = self.fit(data)
+        episodes = episodes_from_fit(fit, patient_dtype=data.patients.dtype)
+        episodes.attrs["hmm"] = fit.summary()
+        return episodes
+
+    def probabilities(self, data) -> pd.DataFrame:
+        """Per-session posterior rupture probabilities; see :func:`rupture_probabilities`."""
+        data = as_alliance_data(data)
+        fit = self.fit(data)
+        return probabilities_from_fit(fit, data)
+
+
+def episodes_from_fit(fit: HMMFit, patient_dtype=None) -> pd.DataFrame:
+    """Episodes from the Viterbi path over the rated sessions (no per-patient loop)."""
+    X = fit.sign * _pack(fit.frame)[2]
+    rated = np.isfinite(X)
+    r, c = np.nonzero(rated)  # row-major: patient blocks, sessions in order
+    S = _pack(fit.frame)[3]
+    state = fit.path[r, c].astype(bool)
+    same_prev = np.r_[False, r[1:] == r[:-1]]
+    prev_state = np.r_[False, state[:-1]] & same_prev
+    entry = state & ~prev_state
+    if not entry.any():
+        raw = pd.DataFrame({k: [] for k in ("patient", "method", "rupture_session",
+                                            "nadir_session", "nadir_level", "pre_level", "depth",
+                                            "repair_session", "repaired", "censored",
+                                            "probability")})
+        return finalize_episodes(raw, patient_dtype=patient_dtype)
+    run = np.cumsum(entry) - 1
+    cells = pd.DataFrame({"run": run[state], "x": X[r, c][state], "s": S[r, c][state]})
+    nadir_idx = cells.groupby("run", sort=True)["x"].idxmin().to_numpy()
+    ent = np.flatnonzero(entry)
+    # the repair: the first rated cell after the run (same patient) that is stable
+    last_of_run = np.r_[np.flatnonzero(np.diff(run[state]) != 0), state.sum() - 1]
+    last_cell = np.flatnonzero(state)[last_of_run]
+    nxt = last_cell + 1
+    has_next = nxt < len(r)
+    nxt_c = np.minimum(nxt, len(r) - 1)
+    repaired = has_next & (r[nxt_c] == r[last_cell])
+    pre = fit.stable_mean[r[ent], c[ent]]
+    nadir = cells["x"].to_numpy()[nadir_idx]
+    raw = pd.DataFrame({
+        "patient": fit.patients[r[ent]], "method": fit.detector.label,
+        "rupture_session": S[r[ent], c[ent]],
+        "nadir_session": cells["s"].to_numpy()[nadir_idx],
+        "nadir_level": fit.sign * nadir, "pre_level": fit.sign * pre,
+        "depth": pre - nadir,
+        "repair_session": np.where(repaired, S[r[nxt_c], c[nxt_c]], np.nan),
+        "repaired": repaired, "censored": ~repaired,
+        "probability": fit.posterior[r[ent], c[ent]],
+    })
+    return finalize_episodes(raw, patient_dtype=patient_dtype)
+
+
+def probabilities_from_fit(fit: HMMFit, data: AllianceData) -> pd.DataFrame:
+    """``patient, session, p_rupture, p_onset`` for every row of ``data.frame``."""
+    _, rows, _, _ = _pack(fit.frame)
+    analysed = fit.frame.assign(p_rupture=fit.posterior[rows[:, 0], rows[:, 1]],
+                                p_onset=fit.onset[rows[:, 0], rows[:, 1]])
+    out = data.frame[["patient", "session"]].merge(
+        analysed[["patient", "session", "p_rupture", "p_onset"]], on=["patient", "session"],
+        how="left", sort=False)
+    out.attrs["hmm"] = fit.summary()
+    return out
+
+
+def rupture_probabilities(data, method: str = "hmm", **params) -> pd.DataFrame:
+    """Posterior probability that each rated session lies in a rupture.
+
+    Parameters
+    ----------
+    data : AllianceData or DataFrame
+        Long ratings (``patient, session, alliance``).
+    method : {"hmm"}
+        The model (only the cohort hidden Markov model gives probabilities).
+    **params
+        Parameters of :class:`HMMDetector` (``n_starts``, ``df``, ``seed``, ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``patient, session, p_rupture, p_onset``: one row per row of the
+        data.  ``p_rupture`` is NaN for missing ratings; both are NaN for
+        patients not analysed (``data.excluded``).
+        ``p_onset`` is the probability that a rupture *starts* at the session
+        (the chain passes through missing sessions, so it is defined there
+        too): summed over a patient's sessions it is the expected number of
+        ruptures, a per-patient predictor that carries its uncertainty;
+        summed ``p_rupture`` is the expected number of sessions in a rupture.
+        ``attrs["hmm"]`` holds the fitted shared parameters and the
+        convergence report.
+
+    Examples
+    --------
+    >>> import alliancetrack as at
+    >>> sim = at.simulate_cohort(60, 10, seed=2)
+    >>> p = at.rupture_probabilities(sim.sessions, n_starts=1)
+    >>> p.columns.tolist(), bool(p["p_rupture"].dropna().between(0, 1).all())
+    (['patient', 'session', 'p_rupture', 'p_onset'], True)
+    """
+    if method != "hmm":
+        raise ValueError(f"rupture_probabilities supports method='hmm' only, got {method!r}.")
+    return HMMDetector(**params).probabilities(data)
