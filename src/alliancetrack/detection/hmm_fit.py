@@ -535,13 +535,16 @@ def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = N
         at the cohort's mean session.
     bounds : (float, float), optional
         Floor and ceiling of the (mirrored) scale: ratings there are censored.
-    df, dip_unit, n_starts, max_iter, tol, prior_df, partial, decline, dip_spread, seed
-        See :class:`alliancetrack.detection.hmm.HMMDetector`.
     subsample : int, default 5000
         With more patients, the starts are run on this many patients drawn
         at random (from ``seed``) and the whole cohort is then fitted once
         from the best start's shared parameters (warm start: two level
         searches, then EM to convergence).
+
+    Other Parameters
+    ----------------
+    df, dip_unit, n_starts, max_iter, tol, prior_df, partial, decline, dip_spread, seed
+        As the fields of :class:`alliancetrack.detection.hmm.HMMDetector`.
 
     Returns
     -------

@@ -22,8 +22,9 @@ import markupsafe
 import numpy as np
 import pandas as pd
 
+from alliancetrack._version import __version__
 from alliancetrack.agreement.compare import compare_episodes
-from alliancetrack.detection.detect import detect_episodes
+from alliancetrack.detection.detect import detect_episodes, resolve_detector
 from alliancetrack.detection.rules import PRESETS
 from alliancetrack.predictors import episode_predictors
 from alliancetrack.reading.alliance import AllianceData, as_alliance_data
@@ -411,7 +412,6 @@ def write_report(
         strategies = markupsafe.Markup(strategy_section(
             strategy_codes, data, strategy_window, save, _html_table, figure))
         sections.insert(-1, ("strategies", "Repair strategies"))
-    from alliancetrack import __version__  # noqa: PLC0415
 
     page = _TEMPLATES.get_template("report.html.j2").render(
         title=title, css=_TEMPLATES.get_template("report.css").render(), version=__version__,
@@ -441,17 +441,16 @@ def _detect_all(data: AllianceData, names: list[str], strict: bool, bar: Progres
     for m in names:
         bar.step(f"detecting: {m}")
         try:
-            if m == CHANGEPOINT:
-                ep = detect_episodes(data, method="changepoint")
-            else:
-                ep = detect_episodes(data, method="rules", rule=m)
+            detector = (resolve_detector("changepoint") if m == CHANGEPOINT
+                        else resolve_detector("rules", m))
+            ep = detect_episodes(data, rule=detector)
         except ValueError as exc:  # e.g. rci without a scale reliability
             if strict:
                 raise
             skipped.append(f"{m}: {exc}")
             continue
-        ep.attrs = {}
-        label = f"rules:{m}" if m != CHANGEPOINT else "changepoint:l2"
+        ep.attrs = {}  # the tables are concatenated; their definition is in `method`
+        label = detector.label
         label_of[m] = label
         episodes[label] = ep
     return episodes, skipped, label_of
@@ -460,7 +459,8 @@ def _detect_all(data: AllianceData, names: list[str], strict: bool, bar: Progres
 def _predictor_tables(data: AllianceData, episodes: dict[str, pd.DataFrame], primary_label: str,
                       save) -> pd.DataFrame:
     """Predictors of every method and their group sizes; returns the primary's predictors."""
-    preds = {lab: episode_predictors(data, ep) for lab, ep in episodes.items()}
+    # the label names the detector even when a method found no episode (an empty table)
+    preds = {lab: episode_predictors(data, ep, detector=lab) for lab, ep in episodes.items()}
     for lab, p in preds.items():
         p["method"] = lab
     predictors = pd.concat(list(preds.values()), ignore_index=True)
