@@ -121,6 +121,10 @@ def test_singular_fit_warns():
     with pytest.warns(at.SingularFitWarning):
         res = at.fit_glmm("y ~ x + (1 | g)", d, family="poisson")
     assert res.singular and res.variance["sd"].iloc[0] < 1e-3
+    # a genuine boundary optimum: the restarts off the boundary come back to it
+    starts = res.attempts["start"].tolist()
+    assert "off-boundary restart" in starts and "small variance" in starts
+    assert np.ptp(res.attempts["llf"]) < 1e-4
 
 
 @settings(max_examples=12, deadline=None)

@@ -67,14 +67,33 @@ def test_table_is_the_exponentiated_fit(effect):
                               "(1 | therapist) + (1 | patient)")
 
 
-@pytest.mark.xfail(reason="fit_glmm (branch glmm) stops at the boundary optimum therapist SD 0 "
-                   "(logLik -618.68) where glmer finds -618.06 with SD 0.25; reported",
-                   strict=False)
 def test_matches_glmer(effect):
     ref = pd.read_csv(REF / "strategy_glmer_coefs.csv").set_index("term")
     co = effect.fit.coefs.set_index("term")
     np.testing.assert_allclose(co.loc[ref.index, "estimate"], ref["estimate"], atol=2e-3)
     np.testing.assert_allclose(co.loc[ref.index, "se"], ref["se"], atol=2e-3)
+
+
+def test_glmm_leaves_the_boundary_saddle_as_glmer(effect):
+    """Regression (fit_glmm optimiser): the first L-BFGS-B run stops at therapist SD 0.
+
+    A zero SD is a stationary point of the Laplace deviance in its own direction; before
+    the off-boundary restart fit_glmm reported it (logLik -618.68, singular) while glmer
+    finds SD 0.25 and logLik -618.06 (strategy_glmer.R).
+    """
+    fit = effect.fit
+    vc = pd.read_csv(REF / "strategy_glmer_variance.csv").set_index("group")
+    ref = pd.read_csv(REF / "strategy_glmer_coefs.csv").set_index("term")
+    assert fit.converged and not fit.singular
+    assert abs(fit.llf - vc["loglik"].iloc[0]) < 0.02  # issue 15's Laplace tolerance
+    sd = fit.variance.set_index("group")["sd"]
+    np.testing.assert_allclose(sd[vc.index], vc["sd"], atol=2e-3)
+    co = fit.coefs.set_index("term").loc[ref.index]
+    assert np.all(np.abs(co["estimate"] - ref["estimate"]) < 0.01 * ref["se"])
+    np.testing.assert_allclose(co["se"], ref["se"], rtol=0.01)
+    att = fit.attempts.set_index("start")
+    assert att.loc["lme4 theta0", "llf"] < fit.llf - 0.5  # the saddle at SD 0
+    assert att.loc["off-boundary restart", "llf"] > fit.llf - 1e-4
 
 
 def test_counts_and_dropped_rows(study):

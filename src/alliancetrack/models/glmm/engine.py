@@ -7,7 +7,12 @@ evaluation.  Here: L-BFGS-B with central-difference gradients (``theta``
 bounded below as in lme4) from the GLM estimate and lme4's ``theta0``, then
 Newton steps with a finite-difference Hessian until the deviance a Newton step
 could still gain is negligible; if that fails, Powell from the best point and
-another polish.  The fit is reported converged when the final Newton gain is
+another polish.  As in the linear engine (``lmm.optimizer``), when a variance
+parameter ends at zero L-BFGS-B is restarted off the boundary and from a
+second, small-variance start, and the best deviance is kept: a zero Cholesky
+diagonal is a stationary point in its own direction (the deviance is even in
+it), so a gradient method that reaches it cannot tell a boundary optimum from a
+saddle.  Every attempt is reported.  The fit is reported converged when the final Newton gain is
 below ``1e-6`` and the Hessian of the free parameters is positive definite.
 
 The fixed-effect covariance is lme4's default for GLMMs
@@ -28,6 +33,7 @@ from scipy import optimize
 
 from alliancetrack.models.glmm.family import Family
 from alliancetrack.models.glmm.pirls import BlockSystem, agq_deviance, laplace_deviance, pirls
+from alliancetrack.models.lmm.optimizer import off_boundary_start
 
 __all__ = ["EngineFit", "GLMMObjective", "fit_engine", "glm_irls"]
 
@@ -228,27 +234,53 @@ def fit_engine(
     upper = np.full(len(x0), np.inf) if upper is None else upper
     bounds = [(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None)
               for lo, hi in zip(lower, upper, strict=True)]
-    attempts = []
+    attempts: list[dict[str, Any]] = []
+    nt = obj.ntheta
+    diag_idx = np.flatnonzero(np.isfinite(lower[:nt]) & (lower[:nt] == 0))
 
-    def run_lbfgs(start: np.ndarray, name: str) -> np.ndarray:
+    def record(name: str, start: str, x: np.ndarray, n0: int) -> None:
+        dev = float(obj(x))
+        attempts.append({"optimizer": name, "start": start, "llf": -0.5 * dev, "deviance": dev,
+                         "nfev": obj.n_eval - n0})
+
+    def run_lbfgs(start: np.ndarray) -> np.ndarray:
         res = optimize.minimize(
             obj, start, jac=lambda z: obj.gradient(z, np.ones(len(z), bool)),
             method="L-BFGS-B", bounds=bounds,
             options={"maxiter": maxiter, "ftol": 1e-11, "gtol": 1e-5},
         )
-        attempts.append({"optimizer": name, "deviance": float(res.fun)})
         return np.clip(res.x, lower, upper)
 
-    x = run_lbfgs(np.clip(x0, lower, upper), "L-BFGS-B")
-    x, gain, pd = _newton_polish(obj, x, lower, upper)
+    def attempt(start: np.ndarray, start_name: str) -> tuple[float, np.ndarray]:
+        n0 = obj.n_eval
+        x = run_lbfgs(np.clip(start, lower, upper))
+        record("L-BFGS-B", start_name, x, n0)
+        return float(obj(x)), x
+
+    runs = [attempt(x0, "lme4 theta0")]
+    x_off = off_boundary_start(runs[0][1], diag_idx)
+    if x_off is not None:
+        # a variance parameter ended at zero, a stationary point in its own direction
+        # (the deviance is even in a Cholesky diagonal): restart off the boundary and
+        # from a second (small-variance) start, and keep the best deviance, as the
+        # linear engine does
+        runs.append(attempt(x_off, "off-boundary restart"))
+        x_small = np.array(x0, float)
+        x_small[:nt] = 0.1 * x_small[:nt]
+        runs.append(attempt(x_small, "small variance"))
+    best = min(range(len(runs)), key=lambda i: runs[i][0])
+    n0 = obj.n_eval
+    x, gain, pd = _newton_polish(obj, runs[best][1], lower, upper)
+    record("Newton polish", f"best L-BFGS-B ({attempts[best]['start']})", x, n0)
     if not (gain < _GAIN_TOL and pd):
+        n0 = obj.n_eval
         res = optimize.minimize(obj, x, method="Powell", bounds=bounds,
                                 options={"maxiter": 20 * maxiter, "xtol": 1e-8, "ftol": 1e-12})
-        attempts.append({"optimizer": "Powell", "deviance": float(res.fun)})
-        x2 = run_lbfgs(np.clip(res.x, lower, upper), "L-BFGS-B (polish)")
+        x2 = run_lbfgs(np.clip(res.x, lower, upper))
         if obj(x2) < obj(x):
             x = x2
         x, gain, pd = _newton_polish(obj, x, lower, upper)
+        record("Powell + L-BFGS-B + Newton", "best so far", x, n0)
     converged = bool(gain < _GAIN_TOL and pd)
     dev, st = obj.evaluate(x)
     theta = x[: obj.ntheta]

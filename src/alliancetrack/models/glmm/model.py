@@ -58,6 +58,9 @@ class GLMMResult(ModelResult):
         Negative-binomial dispersion (``glmer.nb``'s theta; ``nan`` otherwise).
     converged, singular : bool
         Optimum verified; random-effect variance at zero (lme4's ``isSingular``).
+    attempts : pandas.DataFrame
+        Every optimisation attempt: ``optimizer, start, llf, deviance, nfev``
+        (restarts off the boundary appear here when a variance ended at zero).
     note : str
         Caveat printed by the summary (few levels of a grouping factor).
     fitted, response : ndarray
@@ -83,7 +86,7 @@ class GLMMResult(ModelResult):
     fitted: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     response: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     message: str = ""
-    attempts: list = field(default_factory=list, repr=False)
+    attempts: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     note: str = ""
 
     @property
@@ -404,5 +407,5 @@ def fit_glmm(
         converged=ef.converged, singular=ef.singular, nobs=len(d),
         n_groups={t.name: t.n_levels for t in rand.terms}, n_dropped=n_dropped,
         vcov=ef.vcov, theta_re=theta_re, ranef=rand.lambda_matrix(theta_re) @ ef.u,
-        fitted=ef.mu, response=y, message=ef.message, attempts=ef.attempts, note=note,
+        fitted=ef.mu, response=y, message=ef.message, attempts=pd.DataFrame(ef.attempts), note=note,
     )

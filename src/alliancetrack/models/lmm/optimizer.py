@@ -39,7 +39,7 @@ from scipy import optimize
 
 from alliancetrack.errors import AllianceDataError
 
-__all__ = ["ConvergenceWarning", "ProfileBase", "SingularFitWarning"]
+__all__ = ["ConvergenceWarning", "ProfileBase", "SingularFitWarning", "off_boundary_start"]
 
 
 class ConvergenceWarning(UserWarning):
@@ -129,6 +129,28 @@ class _Attempt:
     success: bool
     nfev: int
     message: str = ""
+
+
+def off_boundary_start(
+    x: np.ndarray, diag: np.ndarray, value: float = 0.1, tol: float = _SINGULAR_TOL
+) -> np.ndarray | None:
+    """Restart point off the boundary, or ``None`` if no variance parameter is at zero.
+
+    ``diag`` indexes the parameters bounded below by zero (diagonals of the
+    relative Cholesky factor).  The deviance depends on such a parameter through
+    its square, so zero is a stationary point in its own direction and a
+    gradient method that reaches it cannot leave it: those at the boundary
+    (below ``tol``) are set to ``value`` for a restart that tells a real
+    boundary optimum from a saddle.  Shared by the linear and generalised
+    engines.
+    """
+    diag = np.asarray(diag, int)
+    bound = diag[np.asarray(x)[diag] < tol]
+    if bound.size == 0:
+        return None
+    x1 = np.array(x, float)
+    x1[bound] = value
+    return x1
 
 
 def _starts(prof: ProfileBase) -> dict[str, np.ndarray]:
@@ -294,14 +316,8 @@ def _optimise(
         names = list(starts)
         a = _run(prof, "lbfgs", starts[names[0]], names[0], maxiter)
         attempts.append(a)
-        bound = a.x[prof.diag] < _SINGULAR_TOL
-        if bound.any():
-            # a zero diagonal of the Cholesky factor is a stationary point in its own
-            # direction (the deviance depends on its square), so a gradient method
-            # cannot leave it: restart off the boundary to tell a real boundary
-            # optimum from a saddle
-            x1 = a.x.copy()
-            x1[prof.diag[bound]] = 0.1
+        x1 = off_boundary_start(a.x, prof.diag)
+        if x1 is not None:
             attempts.append(_run(prof, "lbfgsb", x1, "off-boundary restart", maxiter))
             attempts.append(_run(prof, "lbfgsb", starts[names[1]], names[1], maxiter))
         best = max(attempts, key=lambda a: a.llf)
