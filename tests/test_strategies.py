@@ -320,7 +320,6 @@ def test_cli_strategies(tmp_path, capsys):
 # --------------------------------------------------------------------------- report
 
 def test_report_strategy_section(tmp_path):
-    pytest.importorskip("alliancetrack.models.glmm")
     ex = at.datasets.load_example()
     data = at.read_alliance(ex.sessions[ex.sessions["patient"] <= 30], therapist="therapist",
                             scale="wai-sr")

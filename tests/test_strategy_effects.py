@@ -11,10 +11,7 @@ import pandas as pd
 import pytest
 
 import alliancetrack as at
-
-pytest.importorskip("alliancetrack.models.glmm", reason="needs fit_glmm (branch glmm)")
-
-from alliancetrack.models.strategies import (  # noqa: E402
+from alliancetrack.models.strategies import (
     SeparationWarning,
     strategy_effects,
 )
