@@ -387,18 +387,11 @@ def sudden_changes(
         BDI value of Tang & DeRubeis).  Either way a warning says which cutoff
         was used.  None switches the criterion off.
     pct : float or None
-        Criterion 2: minimum change relative to the pre-change score.  None
-        switches it off.
-    crit3 : bool
-        Apply criterion 3.
-    crit3_adjust : bool
-        Critical value = two-sided t quantile at ``alpha`` with
-        ``n1 + n2 - 2`` df (2.776, 3.182, 4.303 for 4, 3, 2 df).  If False,
-        ``critical_value`` for every interval.
-    alpha : float
-        Significance level for the adjusted critical value.
-    critical_value : float
-        Critical value when ``crit3_adjust=False``.
+        Criterion 2: minimum change relative to the pre-change score (None: off).
+    crit3, crit3_adjust, alpha, critical_value : bool, bool, float, float
+        Apply criterion 3; with ``crit3_adjust`` its critical value is the
+        two-sided t quantile at ``alpha`` with ``n1 + n2 - 2`` df (2.776,
+        3.182, 4.303 for 4, 3, 2 df), else ``critical_value`` throughout.
     crit3_method : {"suddengains", "t-test"}
         ``"suddengains"`` compares the mean difference with ``c * s_pooled``
         (as suddengains and Tang & DeRubeis); ``"t-test"`` uses the two-sample
@@ -423,9 +416,8 @@ def sudden_changes(
     session_gaps : {"missing", "ignore"}
         How the session grid is built (see the module notes).
     include_excluded : bool
-        Analyse patients listed in ``data.excluded`` too (default, as
-        suddengains: they have too few scores for most criteria, and their
-        intervals simply come out NA).  False drops them from both tables.
+        Analyse patients in ``data.excluded`` too (default, as suddengains:
+        their intervals come out NA).  False drops them from both tables.
     patient, session, score, session_columns, wide, rater
         Column names when ``data`` is a raw DataFrame (see ``read_alliance``).
 
