@@ -7,9 +7,9 @@ import pandas as pd
 
 from alliancetrack.detection.base import DETECTORS, Detector, detector_from_label
 from alliancetrack.detection.engines import engine_for
+from alliancetrack.detection.strategies import strategy_counts
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.reading.alliance import as_alliance_data, patient_codes
-from alliancetrack.strategy_links import strategy_counts
 
 __all__ = ["episode_predictors", "episode_definition", "PREDICTOR_COLUMNS"]
 
@@ -123,7 +123,7 @@ def episode_predictors(data, episodes: pd.DataFrame,
     strategies : DataFrame, optional
         From :func:`alliancetrack.link_strategies`: adds per-patient
         ``n_strategy_episodes, n_strategies, n_immediate, n_expressive``
-        (:func:`alliancetrack.strategy_links.strategy_counts`; missing for a
+        (:func:`alliancetrack.detection.strategies.strategy_counts`; missing for a
         patient without an episode in a coded session).
     detector : Detector or str, optional
         The detector (or its label) that made ``episodes``; needed only for an
