@@ -154,16 +154,7 @@ def simulate_cohort(
         Depth of a rupture in scale points (uniform on the range).
     duration : int or (int, int)
         Sessions from rupture to repair (uniform integers on the range).
-    noise_sd : float
-        Session noise SD, linear growth per session, SDs of patient and
-        therapist random intercepts (scale points).
-    growth : float
-        Session noise SD, linear growth per session, SDs of patient and
-        therapist random intercepts (scale points).
-    patient_sd : float
-        Session noise SD, linear growth per session, SDs of patient and
-        therapist random intercepts (scale points).
-    therapist_sd : float
+    noise_sd, growth, patient_sd, therapist_sd : float
         Session noise SD, linear growth per session, SDs of patient and
         therapist random intercepts (scale points).
     missing_rate : float
