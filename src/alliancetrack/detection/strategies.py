@@ -243,7 +243,7 @@ def strategy_counts(linked: pd.DataFrame, patients: pd.Index) -> pd.DataFrame:
     Examples
     --------
     >>> import pandas as pd
-    >>> from alliancetrack.strategy_links import strategy_counts
+    >>> from alliancetrack.detection.strategies import strategy_counts
     >>> linked = pd.DataFrame({"patient": [1, 1, 2], "n_strategies": pd.array([2, 1, None]),
     ...                        "n_immediate": pd.array([1, 1, None]),
     ...                        "n_expressive": pd.array([1, 0, None])})
@@ -286,7 +286,7 @@ def repair_rates(linked: pd.DataFrame, outcome: str = "repaired", by: str | None
     Examples
     --------
     >>> import pandas as pd
-    >>> from alliancetrack.strategy_links import repair_rates
+    >>> from alliancetrack.detection.strategies import repair_rates
     >>> linked = pd.DataFrame({"n_immediate": pd.array([1, 0, 2, 0, None]),
     ...                        "n_expressive": pd.array([0, 1, 1, 0, None]),
     ...                        "repaired": [True, True, False, False, True]})

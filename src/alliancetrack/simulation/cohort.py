@@ -154,9 +154,14 @@ def simulate_cohort(
         Depth of a rupture in scale points (uniform on the range).
     duration : int or (int, int)
         Sessions from rupture to repair (uniform integers on the range).
-    noise_sd, growth, patient_sd, therapist_sd : float
-        Session noise SD, linear growth per session, SDs of patient and
-        therapist random intercepts (scale points).
+    noise_sd : float
+        Session noise SD (scale points).
+    growth : float
+        Linear growth per session (scale points).
+    patient_sd : float
+        SD of the patients' random intercepts (scale points).
+    therapist_sd : float
+        SD of the therapists' random intercepts (scale points).
     missing_rate : float
         Fraction of ratings missing at random (never at true rupture/repair
         sessions).
