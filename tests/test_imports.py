@@ -4,8 +4,7 @@ The graph is read from the source with ``ast``: every ``import alliancetrack...`
 ``from alliancetrack... import`` anywhere in a module (also inside functions, so an
 import deferred to dodge a cycle still counts; only ``if TYPE_CHECKING:`` blocks are
 left out).  The layers are those of the README: reading -> detection -> predictors ->
-models / agreement / scaling -> plotting -> simulation -> datasets / report -> cli
-(``strategy_links``, linking 3RS strategies to episodes, sits beside detection).
+models / agreement / scaling -> plotting -> simulation -> datasets / report -> cli.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "alliancetrack"
 LAYERS = {
     "errors": 0, "_version": 0,
     "reading": 1,
-    "detection": 2, "strategy_links": 2,
+    "detection": 2,
     "predictors": 3,
     "models": 4, "agreement": 4, "scaling": 4,
     "plotting": 5,

@@ -49,6 +49,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "agreement.compare": ("EpisodeComparison", "compare_episodes"),
     "agreement.sources": ("AGREEMENT_COLUMNS", "source_agreement"),
     "detection.hmm": ("HMMDetector", "rupture_probabilities"),
+    "detection.strategies": ("link_strategies", "repair_rates"),
     "detection.sudden": ("CHANGE_COLUMNS", "INTERVAL_COLUMNS", "reliable_change_cutoff",
                          "sudden_changes"),
     "detection.sudden_summary": ("describe_sudden_changes", "select_changes"),
@@ -73,7 +74,6 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "simulation.studies": ("EVALUATION_COLUMNS", "PowerResult", "SensitivityResult",
                            "ValidationResult", "evaluate_detection", "power_analysis",
                            "rupture_definitions", "sensitivity_analysis", "validation_study"),
-    "strategy_links": ("link_strategies", "repair_rates"),
 }
 _LAZY_NAMES = {name: module for module, names in _LAZY.items() for name in names}
 
@@ -95,6 +95,7 @@ if TYPE_CHECKING:  # static analysers and the API docs see the lazy names as imp
     from alliancetrack.agreement.compare import EpisodeComparison, compare_episodes
     from alliancetrack.agreement.sources import AGREEMENT_COLUMNS, source_agreement
     from alliancetrack.detection.hmm import HMMDetector, rupture_probabilities
+    from alliancetrack.detection.strategies import link_strategies, repair_rates
     from alliancetrack.detection.sudden import (
         CHANGE_COLUMNS,
         INTERVAL_COLUMNS,
@@ -159,6 +160,5 @@ if TYPE_CHECKING:  # static analysers and the API docs see the lazy names as imp
         sensitivity_analysis,
         validation_study,
     )
-    from alliancetrack.strategy_links import link_strategies, repair_rates
 
 __all__ = sorted({*_EAGER, *_LAZY_NAMES}, key=str.lower)

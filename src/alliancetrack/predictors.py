@@ -7,9 +7,9 @@ import pandas as pd
 
 from alliancetrack.detection.base import DETECTORS, Detector, detector_from_label
 from alliancetrack.detection.engines import engine_for
+from alliancetrack.detection.strategies import strategy_counts
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.reading.alliance import as_alliance_data, patient_codes
-from alliancetrack.strategy_links import strategy_counts
 
 __all__ = ["episode_predictors", "episode_definition", "PREDICTOR_COLUMNS"]
 
@@ -123,7 +123,7 @@ def episode_predictors(data, episodes: pd.DataFrame,
     strategies : DataFrame, optional
         From :func:`alliancetrack.link_strategies`: adds per-patient
         ``n_strategy_episodes, n_strategies, n_immediate, n_expressive``
-        (:func:`alliancetrack.strategy_links.strategy_counts`; missing for a
+        (:func:`alliancetrack.detection.strategies.strategy_counts`; missing for a
         patient without an episode in a coded session).
     detector : Detector or str, optional
         The detector (or its label) that made ``episodes``; needed only for an
@@ -178,105 +178,133 @@ def episode_predictors(data, episodes: pd.DataFrame,
         return engine.episode_predictors(data, episodes, detector=detector)
     data, label, det, extra = _counting_data(data, episodes, detector)
     patients = data.patients
-    excluded = pd.concat([data.excluded, extra], ignore_index=True).drop_duplicates("patient")
-    reason = pd.Series(excluded["reason"].to_numpy(), index=excluded["patient"].to_numpy())
-    status = pd.Series("analysed", index=patients, dtype=object)
-    hit = patients.isin(reason.index)
-    status[hit] = reason.reindex(patients[hit]).to_numpy()
-    analysed = (status == "analysed").to_numpy()
-
-    frame = data.frame
-    codes = patient_codes(frame["patient"])
-    if len(codes) == 0 or codes[-1] + 1 != len(patients):
-        raise AllianceDataError("Internal error: data.frame and data.patients disagree.")
-    is_rated = frame["alliance"].notna().to_numpy()
-    n_sessions = pd.Series(np.bincount(codes, weights=is_rated, minlength=len(patients)),
-                           index=patients).astype("int64")
+    status, analysed = _patient_status(data, extra)
+    codes, is_rated, n_sessions = _rated_sessions(data)
     ep = episodes
-    # repair status may be unknown (<NA>) for self-report / observer episodes
-    rep_status = ep["repaired"].astype("boolean")
-    repaired = rep_status.fillna(False).astype(bool)
-    unrepaired = (~rep_status).fillna(False).astype(bool)
-    g = ep.groupby("patient", sort=False)
-
-    def per_patient(mask) -> pd.Series:
-        """Number of episodes per input patient for which ``mask`` holds."""
-        flags = pd.Series(np.asarray(mask, dtype=bool), index=ep.index)
-        return flags.groupby(ep["patient"], sort=False).sum().reindex(patients, fill_value=0)
-
-    n_rup = g.size().reindex(patients, fill_value=0)
-    n_rep = per_patient(repaired)
-    n_cens = per_patient(ep["censored"].astype(bool)) if "censored" in ep else per_patient(
-        np.zeros(len(ep), dtype=bool))
-    mean_depth = g["depth"].mean().reindex(patients)
-    max_depth = g["depth"].max().reindex(patients)
-    first = g["rupture_session"].min().reindex(patients)
-    if "sessions_to_repair" in ep:
-        str_ = ep["sessions_to_repair"]
-    else:
-        str_ = ep["repair_session"] - ep["rupture_session"]
-    mean_str = str_.where(repaired).groupby(ep["patient"], sort=False).mean().reindex(patients)
-
-    # rank of the first rupture among the patient's rated sessions
-    first_by_row = first.to_numpy(dtype="float64")[codes]
-    upto = is_rated & (frame["session"].to_numpy(dtype="float64") <= first_by_row)
-    rank = np.bincount(codes, weights=upto, minlength=len(patients))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        phase = pd.Series(np.where(first.notna(), rank / n_sessions.to_numpy(), np.nan),
-                          index=patients)
-
-    n_unrep = per_patient(unrepaired)
-    n_unknown = n_rup - n_rep - n_unrep
-    group = np.where(n_rup.to_numpy() == 0, "no_rupture",
-                     np.where(n_unrep.to_numpy() > 0, "unrepaired",
+    n = _episode_summary(ep, patients)
+    phase = _first_rupture_phase(n["first"], codes, is_rated, data.frame, n_sessions)
+    n_unknown = n["rup"] - n["rep"] - n["unrep"]
+    group = np.where(n["rup"].to_numpy() == 0, "no_rupture",
+                     np.where(n["unrep"].to_numpy() > 0, "unrepaired",
                               np.where(n_unknown.to_numpy() > 0, None, "repaired"))).astype(object)
     analysed_group = analysed & (group != None)  # noqa: E711 - unknown repair: group missing
-
-    def counts(s: pd.Series) -> pd.arrays.IntegerArray:
-        """Counts as nullable integers, missing for patients not analysed."""
-        return pd.arrays.IntegerArray(s.to_numpy().astype("int64"), mask=~analysed)
-
     method = pd.NA if label is None else label
     out = pd.DataFrame({
         "patient": patients.to_numpy(),
         "status": status.to_numpy(),
         "method": method,
         "n_sessions": n_sessions.to_numpy().astype("int64"),
-        "n_ruptures": counts(n_rup),
-        "n_repaired": counts(n_rep),
-        "n_unrepaired": counts(n_unrep),
-        "n_censored": counts(n_cens),
+        "n_ruptures": _counts(n["rup"], analysed),
+        "n_repaired": _counts(n["rep"], analysed),
+        "n_unrepaired": _counts(n["unrep"], analysed),
+        "n_censored": _counts(n["cens"], analysed),
         "group": pd.Series(np.where(analysed_group, group, None),
                            dtype=object).where(analysed_group, pd.NA),
-        "mean_depth": mean_depth.to_numpy(dtype="float64"),
-        "max_depth": max_depth.to_numpy(dtype="float64"),
-        "first_rupture_session": first.to_numpy(dtype="float64"),
+        "mean_depth": n["mean_depth"].to_numpy(dtype="float64"),
+        "max_depth": n["max_depth"].to_numpy(dtype="float64"),
+        "first_rupture_session": n["first"].to_numpy(dtype="float64"),
         "first_rupture_phase": phase.to_numpy(dtype="float64"),
-        "mean_sessions_to_repair": mean_str.to_numpy(dtype="float64"),
+        "mean_sessions_to_repair": n["mean_str"].to_numpy(dtype="float64"),
     })
     sources = set(ep["source"].dropna()) if "source" in ep else set()
     source = det.method if det is not None else None
     if source in _REPORTED or sources & set(_REPORTED):
-        # self-report / observer sources: repair status unknown, counts by type, intensity
-        typ = ep["type"] if "type" in ep else pd.Series(pd.NA, index=ep.index, dtype=object)
-
-        out["n_repair_unknown"] = counts(n_unknown)
-        out["n_withdrawal"] = counts(per_patient(typ.isin(["withdrawal", "both"])))
-        n_conf = counts(per_patient(typ.isin(["confrontation", "both"])))
-        if source == "self-report" or sources == {"self-report"}:
-            n_conf = pd.array([pd.NA] * len(patients), dtype="Int64")  # PSQ cannot tell
-        out["n_confrontation"] = n_conf
-        out["n_type_unknown"] = counts(per_patient(typ.isna()))
-        inten = pd.to_numeric(ep["intensity"]).astype("float64") if "intensity" in ep else \
-            pd.Series(np.nan, index=ep.index)
-        gi = inten.groupby(ep["patient"], sort=False)
-        out["mean_intensity"] = gi.mean().reindex(patients).to_numpy(dtype="float64")
-        out["max_intensity"] = gi.max().reindex(patients).to_numpy(dtype="float64")
+        self_report = source == "self-report" or sources == {"self-report"}
+        _add_reported_columns(out, ep, patients, analysed, n_unknown, self_report)
     out["patient"] = out["patient"].astype(patients.dtype)
     if strategies is not None:
         counts_ = strategy_counts(strategies, patients)
         out = pd.concat([out, counts_.drop(columns="patient")], axis=1)
     return _with_therapist(out, data.frame)
+
+
+def _patient_status(data, extra: pd.DataFrame) -> tuple[pd.Series, np.ndarray]:
+    """Each input patient's status ("analysed" or the exclusion reason) and the analysed mask."""
+    patients = data.patients
+    excluded = pd.concat([data.excluded, extra], ignore_index=True).drop_duplicates("patient")
+    reason = pd.Series(excluded["reason"].to_numpy(), index=excluded["patient"].to_numpy())
+    status = pd.Series("analysed", index=patients, dtype=object)
+    hit = patients.isin(reason.index)
+    status[hit] = reason.reindex(patients[hit]).to_numpy()
+    return status, (status == "analysed").to_numpy()
+
+
+def _rated_sessions(data) -> tuple[np.ndarray, np.ndarray, pd.Series]:
+    """Patient codes and rated-row mask of ``data.frame``; rated sessions per patient."""
+    frame, patients = data.frame, data.patients
+    codes = patient_codes(frame["patient"])
+    if len(codes) == 0 or codes[-1] + 1 != len(patients):
+        raise AllianceDataError("Internal error: data.frame and data.patients disagree.")
+    is_rated = frame["alliance"].notna().to_numpy()
+    n_sessions = pd.Series(np.bincount(codes, weights=is_rated, minlength=len(patients)),
+                           index=patients).astype("int64")
+    return codes, is_rated, n_sessions
+
+
+def _per_patient(ep: pd.DataFrame, mask, patients: pd.Index) -> pd.Series:
+    """Number of episodes per input patient for which ``mask`` holds."""
+    flags = pd.Series(np.asarray(mask, dtype=bool), index=ep.index)
+    return flags.groupby(ep["patient"], sort=False).sum().reindex(patients, fill_value=0)
+
+
+def _counts(s: pd.Series, analysed: np.ndarray) -> pd.arrays.IntegerArray:
+    """Counts as nullable integers, missing for patients not analysed."""
+    return pd.arrays.IntegerArray(s.to_numpy().astype("int64"), mask=~analysed)
+
+
+def _episode_summary(ep: pd.DataFrame, patients: pd.Index) -> dict[str, pd.Series]:
+    """Per-patient episode counts (ruptures, repaired, unrepaired, censored) and summaries."""
+    # repair status may be unknown (<NA>) for self-report / observer episodes
+    rep_status = ep["repaired"].astype("boolean")
+    repaired = rep_status.fillna(False).astype(bool)
+    unrepaired = (~rep_status).fillna(False).astype(bool)
+    g = ep.groupby("patient", sort=False)
+    censored = ep["censored"].astype(bool) if "censored" in ep else np.zeros(len(ep), dtype=bool)
+    if "sessions_to_repair" in ep:
+        str_ = ep["sessions_to_repair"]
+    else:
+        str_ = ep["repair_session"] - ep["rupture_session"]
+    return {
+        "rup": g.size().reindex(patients, fill_value=0),
+        "rep": _per_patient(ep, repaired, patients),
+        "unrep": _per_patient(ep, unrepaired, patients),
+        "cens": _per_patient(ep, censored, patients),
+        "mean_depth": g["depth"].mean().reindex(patients),
+        "max_depth": g["depth"].max().reindex(patients),
+        "first": g["rupture_session"].min().reindex(patients),
+        "mean_str": str_.where(repaired).groupby(ep["patient"], sort=False).mean()
+                        .reindex(patients),
+    }
+
+
+def _first_rupture_phase(first: pd.Series, codes: np.ndarray, is_rated: np.ndarray,
+                         frame: pd.DataFrame, n_sessions: pd.Series) -> pd.Series:
+    """Rank of the first rupture among the patient's rated sessions, over their number."""
+    first_by_row = first.to_numpy(dtype="float64")[codes]
+    upto = is_rated & (frame["session"].to_numpy(dtype="float64") <= first_by_row)
+    rank = np.bincount(codes, weights=upto, minlength=len(first))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return pd.Series(np.where(first.notna(), rank / n_sessions.to_numpy(), np.nan),
+                         index=first.index)
+
+
+def _add_reported_columns(out: pd.DataFrame, ep: pd.DataFrame, patients: pd.Index,
+                          analysed: np.ndarray, n_unknown: pd.Series, self_report: bool) -> None:
+    """Self-report / observer sources: repair status unknown, counts by type, intensity."""
+    typ = ep["type"] if "type" in ep else pd.Series(pd.NA, index=ep.index, dtype=object)
+    out["n_repair_unknown"] = _counts(n_unknown, analysed)
+    out["n_withdrawal"] = _counts(
+        _per_patient(ep, typ.isin(["withdrawal", "both"]), patients), analysed)
+    n_conf = _counts(_per_patient(ep, typ.isin(["confrontation", "both"]), patients), analysed)
+    if self_report:
+        n_conf = pd.array([pd.NA] * len(patients), dtype="Int64")  # PSQ cannot tell
+    out["n_confrontation"] = n_conf
+    out["n_type_unknown"] = _counts(_per_patient(ep, typ.isna(), patients), analysed)
+    inten = pd.to_numeric(ep["intensity"]).astype("float64") if "intensity" in ep else \
+        pd.Series(np.nan, index=ep.index)
+    gi = inten.groupby(ep["patient"], sort=False)
+    out["mean_intensity"] = gi.mean().reindex(patients).to_numpy(dtype="float64")
+    out["max_intensity"] = gi.max().reindex(patients).to_numpy(dtype="float64")
 
 
 def _with_therapist(out: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:

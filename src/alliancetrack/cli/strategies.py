@@ -19,10 +19,10 @@ from pathlib import Path
 import pandas as pd
 
 from alliancetrack.detection.detect import detect_episodes
+from alliancetrack.detection.strategies import link_strategies, repair_rates
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.reading.files import read_table
 from alliancetrack.reading.reported import read_3rs
-from alliancetrack.strategy_links import link_strategies, repair_rates
 
 __all__ = ["register", "run"]
 

@@ -5,5 +5,6 @@ registry), ``detect`` (:func:`alliancetrack.detect_episodes`), ``episodes`` (the
 common table), ``rules`` + ``rule_engine`` (dip-and-recovery rules),
 ``changepoint`` + ``segmentation`` + ``pelt`` (change points), ``sudden`` +
 ``sudden_summary`` (sudden changes), ``reported`` (PSQ self-report, 3RS
-observer codes), ``engines`` (registry of out-of-core engines such as Dask).
+observer codes), ``strategies`` (3RS resolution strategies linked to the
+episodes), ``engines`` (registry of out-of-core engines such as Dask).
 """

@@ -259,9 +259,7 @@ def episodes_from_segments(values, sessions, bkps, *, min_shift: float,
 
     Parameters
     ----------
-    values : array_like
-        The patient's observed scores and their session numbers.
-    sessions : array_like
+    values, sessions : array_like
         The patient's observed scores and their session numbers.
     bkps : list of int
         Breakpoints as ruptures returns them (segment ends; last = ``len(values)``).

@@ -359,8 +359,7 @@ def sudden_changes(
     1. ``x[n] - x[n+1] >= cutoff``;
     2. ``x[n] - x[n+1] >= pct * x[n]``;
     3. ``mean(x[n-2..n]) - mean(x[n+1..n+3]) > c * s_pooled`` with
-       ``s_pooled = sqrt(((n1-1) s1^2 + (n2-1) s2^2) / (n1 + n2 - 2))`` over the
-       available scores; only tested when both sides have >= 2 scores.
+       ``s_pooled = sqrt(((n1-1) s1^2 + (n2-1) s2^2) / (n1 + n2 - 2))``.
 
     An interval is NA when either adjacent score is missing or criterion 3 is
     untestable, even when another criterion failed (as in suddengains).
@@ -369,34 +368,28 @@ def sudden_changes(
     ----------
     data : AllianceData or DataFrame
         An :class:`AllianceData`, a canonical long DataFrame (``patient,
-        session, alliance``), a long DataFrame with other column names (give
-        ``patient=, session=, score=``) or a wide one (give ``patient=`` and
-        ``session_columns=[...]``; session numbers come from the trailing
-        digits of the column names, else their order).
+        session, alliance``), or a raw long or wide one with the column
+        arguments below (as for :func:`read_alliance`).
     direction : {"decrease", "increase"}
         ``"decrease"`` finds drops (an alliance rupture; a symptom "sudden
         gain", suddengains' ``identify_sg``); ``"increase"`` finds rises
         (suddengains' ``identify_sl``).
     cutoff : float, "auto" or None
-        Criterion 1: minimum absolute change (positive for both directions;
-        see :func:`reliable_change_cutoff`).  ``"auto"`` (default): for data
-        with a non-BDI scale, the reliable-change cutoff
+        Criterion 1: minimum absolute change (positive for both directions).
+        ``"auto"`` (default): with a scale, the reliable-change cutoff
         ``1.96 * sqrt(2) * SD * sqrt(1 - reliability)`` (Jacobson & Truax
-        1991) from the scale's reliability and SD (the scale's ``sd``, else
-        the SD of the first rated session); for data without a scale, 7 (the
-        BDI value of Tang & DeRubeis).  Either way a warning says which cutoff
-        was used.  None switches the criterion off.
+        1991; SD: the scale's ``sd``, else that of the first rated session;
+        :func:`reliable_change_cutoff`); without one, 7 (the BDI value of Tang
+        & DeRubeis); a warning says which.  None switches the criterion off.
     pct : float or None
-        Criterion 2: minimum change relative to the pre-change score.  None
-        switches it off.
+        Criterion 2: minimum change relative to the pre-change score (None: off).
     crit3 : bool
-        Apply criterion 3.
+        Apply criterion 3 (on the available scores; tested when both sides have >= 2).
     crit3_adjust : bool
-        Critical value = two-sided t quantile at ``alpha`` with
-        ``n1 + n2 - 2`` df (2.776, 3.182, 4.303 for 4, 3, 2 df).  If False,
-        ``critical_value`` for every interval.
+        Critical value = two-sided t quantile at ``alpha`` with ``n1 + n2 - 2``
+        df (2.776, 3.182, 4.303 for 4, 3, 2 df); if False, ``critical_value``.
     alpha : float
-        Significance level for the adjusted critical value.
+        Significance level of the adjusted critical value.
     critical_value : float
         Critical value when ``crit3_adjust=False``.
     crit3_method : {"suddengains", "t-test"}
@@ -421,11 +414,10 @@ def sudden_changes(
         last session goes back past ``x[n+1] +/- magnitude / 2``.  Default 3
         (2 with ``first_session_baseline``), as suddengains.
     session_gaps : {"missing", "ignore"}
-        How the session grid is built (see the module notes).
+        How the session grid is built (module notes).
     include_excluded : bool
-        Analyse patients listed in ``data.excluded`` too (default, as
-        suddengains: they have too few scores for most criteria, and their
-        intervals simply come out NA).  False drops them from both tables.
+        Analyse patients in ``data.excluded`` too (default, as suddengains:
+        their intervals come out NA).  False drops them from both tables.
     patient, session, score, session_columns, wide, rater
         Column names when ``data`` is a raw DataFrame (see ``read_alliance``).
 

@@ -228,26 +228,7 @@ def fit_gee_logistic(
     import statsmodels.formula.api as smf
     from patsy import PatsyError
 
-    if not isinstance(df, pd.DataFrame):
-        raise AllianceDataError(f"df must be a pandas DataFrame, got {type(df).__name__}.")
-    if groups not in df.columns:
-        raise AllianceDataError(
-            f"grouping column {groups!r} is not in the data (columns: {list(df.columns)})."
-        )
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be between 0 and 1, got {alpha!r}.")
-    lhs = formula.split("~")[0].strip()
-    cols = [c for c in _formula_columns(formula, []) if c in df.columns]
-    data = df[list(dict.fromkeys([*cols, groups]))].dropna().reset_index(drop=True)
-    if lhs in data.columns:
-        y = data[lhs]
-        if pd.api.types.is_bool_dtype(y):
-            data[lhs] = y.astype(int)
-        elif not set(pd.unique(y)) <= {0, 1}:
-            raise AllianceDataError(
-                f"outcome column {lhs!r} must be 0/1 or boolean for logistic GEE; found values "
-                f"{sorted(pd.unique(y))[:10]}."
-            )
+    data = _gee_rows(df, formula, groups, alpha)
     try:
         model = smf.gee(
             formula,
@@ -275,15 +256,7 @@ def fit_gee_logistic(
         )
     res = model.fit(cov_type=cov_type)
     coefs = _coef_table(model.exog_names, res.params, res.bse, dof, alpha)
-    if cov_type == "bias_reduced":
-        inference = (
-            f"bias-reduced (Mancl-DeRouen) sandwich SEs, t tests with {n_groups} clusters - "
-            f"{p} parameters = {dof:g} df"
-        )
-    else:
-        inference = "robust (sandwich) SEs, normal z tests"
-        if n_groups < SMALL_SAMPLE_CLUSTERS:
-            inference += f" (anti-conservative with {n_groups} clusters)"
+    inference = _inference_text(cov_type, n_groups, p, dof)
     try:
         rho = float(model.cov_struct.dep_params)
     except (TypeError, ValueError):  # pragma: no cover
@@ -301,3 +274,41 @@ def fit_gee_logistic(
         df=dof,
         inference=inference,
     )
+
+
+def _gee_rows(df, formula: str, groups: str, alpha: float) -> pd.DataFrame:
+    """Complete rows of the model columns, a boolean outcome as 0/1; checks the inputs."""
+    if not isinstance(df, pd.DataFrame):
+        raise AllianceDataError(f"df must be a pandas DataFrame, got {type(df).__name__}.")
+    if groups not in df.columns:
+        raise AllianceDataError(
+            f"grouping column {groups!r} is not in the data (columns: {list(df.columns)})."
+        )
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha!r}.")
+    lhs = formula.split("~")[0].strip()
+    cols = [c for c in _formula_columns(formula, []) if c in df.columns]
+    data = df[list(dict.fromkeys([*cols, groups]))].dropna().reset_index(drop=True)
+    if lhs in data.columns:
+        y = data[lhs]
+        if pd.api.types.is_bool_dtype(y):
+            data[lhs] = y.astype(int)
+        elif not set(pd.unique(y)) <= {0, 1}:
+            raise AllianceDataError(
+                f"outcome column {lhs!r} must be 0/1 or boolean for logistic GEE; found values "
+                f"{sorted(pd.unique(y))[:10]}."
+            )
+    return data
+
+
+def _inference_text(cov_type: str, n_groups: int, p: int, dof: float) -> str:
+    """How the GEE's tests were done, for ``GEEResult.inference``."""
+    if cov_type == "bias_reduced":
+        return (
+            f"bias-reduced (Mancl-DeRouen) sandwich SEs, t tests with {n_groups} clusters - "
+            f"{p} parameters = {dof:g} df"
+        )
+    inference = "robust (sandwich) SEs, normal z tests"
+    if n_groups < SMALL_SAMPLE_CLUSTERS:
+        inference += f" (anti-conservative with {n_groups} clusters)"
+    return inference

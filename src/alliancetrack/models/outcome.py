@@ -451,20 +451,7 @@ def group_contrasts(
         predictors, outcomes, [outcome, *rhs], groups, patient,
         categorical=[group, *covariates]
     )
-    data[group] = data[group].astype(str)
-    levels = set(data[group])
-    unknown = levels - {"repaired", "unrepaired", "no_rupture"}
-    if unknown:
-        raise AllianceDataError(
-            f"unexpected values {sorted(unknown)} in column {group!r}; expected "
-            '"no_rupture", "repaired" or "unrepaired".'
-        )
-    if "repaired" not in levels:
-        raise AllianceDataError("no analysed patient is in the 'repaired' group; no contrast.")
-    comparisons = [c for c in ("unrepaired", "no_rupture") if c in levels]
-    for c in ("unrepaired", "no_rupture"):
-        if c not in levels:
-            notes.append(f"no analysed patient in group {c!r}: that contrast is missing.")
+    comparisons = _contrast_groups(data, group, notes)
     dummies = []
     for c in comparisons:
         data[f"_is_{c}"] = (data[group] == c).astype(float)
@@ -481,39 +468,8 @@ def group_contrasts(
         f"d = adjusted difference / total SD ({sd_total:.4g} = sqrt(tau^2 + sigma^2)); "
         "r from t with the contrast's df."
     )
-    sign_fav = -1.0 if better == "lower" else 1.0
-    rows = []
-    c_idx = coefs.set_index("term")
-    n_rep = int((data[group] == "repaired").sum())
-    for c in ("unrepaired", "no_rupture"):
-        row: dict[str, Any] = {
-            "contrast": f"repaired vs {c}",
-            "comparison": c,
-            "n_repaired": n_rep,
-            "n_comparison": int((data[group] == c).sum()),
-        }
-        if c in comparisons:
-            b = c_idx.loc[f"_is_{c}"]
-            est = -float(b["estimate"])
-            stat = -float(b["statistic"])
-            df = res.term_df(f"_is_{c}")
-            es = effect_size_from_t(sign_fav * stat, df)
-            lo, hi = sorted((sign_fav * -float(b["ci_high"]), sign_fav * -float(b["ci_low"])))
-            row.update(
-                estimate=est,
-                se=float(b["se"]),
-                statistic=stat,
-                p_value=float(b["p_value"]),
-                ci_low=-float(b["ci_high"]),
-                ci_high=-float(b["ci_low"]),
-                df=df,
-                r=es["r"],
-                d=sign_fav * est / sd_total,
-                d_ci_low=lo / sd_total,
-                d_ci_high=hi / sd_total,
-                sd_total=sd_total,
-            )
-        rows.append(row)
+    rows = [_contrast_row(c, comparisons, data, group, coefs, res, better, sd_total)
+            for c in ("unrepaired", "no_rupture")]
     cols = [
         "contrast", "comparison", "n_repaired", "n_comparison", "estimate", "se", "statistic",
         "p_value", "ci_low", "ci_high", "df", "r", "d", "d_ci_low", "d_ci_high", "sd_total",
@@ -522,3 +478,62 @@ def group_contrasts(
     out["model"] = model
     out.attrs["model"] = res
     return out
+
+
+def _contrast_groups(data: pd.DataFrame, group: str, notes: list[str]) -> list[str]:
+    """Check the group labels (made strings); the comparison groups present.
+
+    Notes each comparison group that is missing.
+    """
+    data[group] = data[group].astype(str)
+    levels = set(data[group])
+    unknown = levels - {"repaired", "unrepaired", "no_rupture"}
+    if unknown:
+        raise AllianceDataError(
+            f"unexpected values {sorted(unknown)} in column {group!r}; expected "
+            '"no_rupture", "repaired" or "unrepaired".'
+        )
+    if "repaired" not in levels:
+        raise AllianceDataError("no analysed patient is in the 'repaired' group; no contrast.")
+    comparisons = [c for c in ("unrepaired", "no_rupture") if c in levels]
+    for c in ("unrepaired", "no_rupture"):
+        if c not in levels:
+            notes.append(f"no analysed patient in group {c!r}: that contrast is missing.")
+    return comparisons
+
+
+def _contrast_row(c: str, comparisons: list[str], data: pd.DataFrame, group: str,
+                  coefs: pd.DataFrame, res: OutcomeResult, better: str,
+                  sd_total: float) -> dict[str, Any]:
+    """One row of :func:`group_contrasts`: repaired vs ``c`` (only counts if ``c`` is absent)."""
+    sign_fav = -1.0 if better == "lower" else 1.0
+    c_idx = coefs.set_index("term")
+    n_rep = int((data[group] == "repaired").sum())
+    row: dict[str, Any] = {
+        "contrast": f"repaired vs {c}",
+        "comparison": c,
+        "n_repaired": n_rep,
+        "n_comparison": int((data[group] == c).sum()),
+    }
+    if c in comparisons:
+        b = c_idx.loc[f"_is_{c}"]
+        est = -float(b["estimate"])
+        stat = -float(b["statistic"])
+        df = res.term_df(f"_is_{c}")
+        es = effect_size_from_t(sign_fav * stat, df)
+        lo, hi = sorted((sign_fav * -float(b["ci_high"]), sign_fav * -float(b["ci_low"])))
+        row.update(
+            estimate=est,
+            se=float(b["se"]),
+            statistic=stat,
+            p_value=float(b["p_value"]),
+            ci_low=-float(b["ci_high"]),
+            ci_high=-float(b["ci_low"]),
+            df=df,
+            r=es["r"],
+            d=sign_fav * est / sd_total,
+            d_ci_low=lo / sd_total,
+            d_ci_high=hi / sd_total,
+            sd_total=sd_total,
+        )
+    return row

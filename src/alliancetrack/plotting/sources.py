@@ -171,17 +171,7 @@ def plot_sources_timeline(data, sources: Mapping[str, pd.DataFrame], *, patients
         if cov is None:
             cov = _coverage_of(n, sources[n], ad)
         covs[n] = cov
-    if patients is None:
-        counts = pd.Series(0, index=ad.analysed_patients)
-        for t in tables.values():
-            counts = counts.add(pd.Series(1, index=pd.unique(t["patient"])), fill_value=0)
-        counts = counts.reindex(ad.analysed_patients).fillna(0)
-        chosen = counts.sort_values(ascending=False, kind="stable").index[:4].tolist()
-    else:
-        chosen = list(patients)
-        unknown = [p for p in chosen if p not in set(ad.patients)]
-        if unknown:
-            raise AllianceDataError(f"Patients {unknown} are not in the data.")
+    chosen = _chosen_patients(ad, tables, patients)
     frame = ad.frame[ad.frame["patient"].isin(chosen)]
     if "rater" in frame.columns and frame["rater"].nunique() > 1:
         raise AllianceDataError("The alliance data have several raters; select one with "
@@ -196,34 +186,7 @@ def plot_sources_timeline(data, sources: Mapping[str, pd.DataFrame], *, patients
     scores = frame[["patient", "session", "alliance"]].copy()
     scores["run"] = scores["alliance"].isna().groupby(scores["patient"]).cumsum()
     scores = scores.dropna(subset=["alliance"])
-    boxes, points, spans = [], [], []
-    for n in names:
-        cov = covs[n]
-        if cov is not None:
-            c = cov[cov["patient"].isin(chosen)]
-            boxes.append(pd.DataFrame({"patient": c["patient"].to_numpy(),
-                                       "session": c["session"].to_numpy(), "y": lane_y[n]}))
-        t = tables[n]
-        t = t[t["patient"].isin(chosen)]
-        rep = t["repaired"]
-        status = np.where(rep.isna(), "repair unknown",
-                          np.where(rep.fillna(False), "repaired", "unrepaired"))
-        points.append(pd.DataFrame({"patient": t["patient"].to_numpy(),
-                                    "session": t["rupture_session"].to_numpy(),
-                                    "y": lane_y[n], "status": status, "lane": n}))
-        orig = sources[n]
-        if "repair_session" in orig.columns:
-            o = orig[orig["patient"].isin(chosen)]
-            rs = pd.to_numeric(o["repair_session"]).to_numpy(dtype="float64")
-            start = pd.to_numeric(o["rupture_session"]).to_numpy(dtype="float64")
-            keep = rs > start
-            spans.append(pd.DataFrame({"patient": o["patient"].to_numpy()[keep],
-                                       "x": start[keep], "xend": rs[keep], "y": lane_y[n]}))
-    boxes = pd.concat(boxes, ignore_index=True) if boxes else \
-        pd.DataFrame(columns=["patient", "session", "y"])
-    points = pd.concat(points, ignore_index=True)
-    spans = pd.concat(spans, ignore_index=True) if spans else \
-        pd.DataFrame(columns=["patient", "x", "xend", "y"])
+    boxes, points, spans = _lane_frames(names, sources, tables, covs, chosen, lane_y)
     order = [str(p) for p in chosen]
     for df in (scores, boxes, points, spans):
         df["patient"] = pd.Categorical(df["patient"].astype(str), categories=order)
@@ -265,3 +228,51 @@ def plot_sources_timeline(data, sources: Mapping[str, pd.DataFrame], *, patients
                                color=CLASS_COLOURS[cls], show_legend=False)
         p += p9.scale_size_continuous(range=(3, 6), guide=None)
     return p
+
+
+def _chosen_patients(ad, tables: dict[str, pd.DataFrame], patients) -> list:
+    """The patients to draw: those given (checked), else the 4 analysed with most sources."""
+    if patients is None:
+        counts = pd.Series(0, index=ad.analysed_patients)
+        for t in tables.values():
+            counts = counts.add(pd.Series(1, index=pd.unique(t["patient"])), fill_value=0)
+        counts = counts.reindex(ad.analysed_patients).fillna(0)
+        return counts.sort_values(ascending=False, kind="stable").index[:4].tolist()
+    chosen = list(patients)
+    unknown = [p for p in chosen if p not in set(ad.patients)]
+    if unknown:
+        raise AllianceDataError(f"Patients {unknown} are not in the data.")
+    return chosen
+
+
+def _lane_frames(names, sources, tables, covs, chosen, lane_y):
+    """Per-source lane layers of the chosen patients: coverage boxes, rupture points, repair spans."""
+    boxes, points, spans = [], [], []
+    for n in names:
+        cov = covs[n]
+        if cov is not None:
+            c = cov[cov["patient"].isin(chosen)]
+            boxes.append(pd.DataFrame({"patient": c["patient"].to_numpy(),
+                                       "session": c["session"].to_numpy(), "y": lane_y[n]}))
+        t = tables[n]
+        t = t[t["patient"].isin(chosen)]
+        rep = t["repaired"]
+        status = np.where(rep.isna(), "repair unknown",
+                          np.where(rep.fillna(False), "repaired", "unrepaired"))
+        points.append(pd.DataFrame({"patient": t["patient"].to_numpy(),
+                                    "session": t["rupture_session"].to_numpy(),
+                                    "y": lane_y[n], "status": status, "lane": n}))
+        orig = sources[n]
+        if "repair_session" in orig.columns:
+            o = orig[orig["patient"].isin(chosen)]
+            rs = pd.to_numeric(o["repair_session"]).to_numpy(dtype="float64")
+            start = pd.to_numeric(o["rupture_session"]).to_numpy(dtype="float64")
+            keep = rs > start
+            spans.append(pd.DataFrame({"patient": o["patient"].to_numpy()[keep],
+                                       "x": start[keep], "xend": rs[keep], "y": lane_y[n]}))
+    boxes = pd.concat(boxes, ignore_index=True) if boxes else \
+        pd.DataFrame(columns=["patient", "session", "y"])
+    points = pd.concat(points, ignore_index=True)
+    spans = pd.concat(spans, ignore_index=True) if spans else \
+        pd.DataFrame(columns=["patient", "x", "xend", "y"])
+    return boxes, points, spans

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import plotnine as p9
 
+from alliancetrack.detection.strategies import repair_rates
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.plotting.style import OKABE_ITO, theme_alliance
 from alliancetrack.reading.reported import ObserverData
-from alliancetrack.strategy_links import repair_rates
 
 __all__ = ["plot_strategy_repair", "strategy_ticks", "CLASS_COLOURS"]
 

@@ -406,33 +406,19 @@ def read_alliance(
     if from_file:
         df = df.assign(**{c: keep_id_text(df[c]) for c in {patient, *keep}})
     if wide:
-        if df[patient].duplicated().any():
-            dups = df.loc[df[patient].duplicated(keep=False), patient].unique().tolist()
-            raise AllianceDataError(
-                f"wide=True needs one row per patient; patient(s) {_listing(dups)} appear in "
-                "several rows."
-            )
+        _one_row_per_patient(df, patient)
         df = _melt_wide(df, patient, keep, session_columns)
         where, session, score, score_name = _wide_locator(df, patient), "__session", "__score", None
     else:
         where, score_name = _locator(df.index, from_file), score
     out = pd.DataFrame(index=df.index)
-    for role, col in (("patient id", patient), ("session", session), ("rater", rater)):
-        if col is not None and df[col].isna().any():
-            raise AllianceDataError(
-                f"Column {col!r} ({role}) is missing in {_listing(where(df[col].isna().to_numpy()))}."
-                + (" Every rating needs a session number." if role == "session" else "")
-            )
+    _require_keys(df, where, patient, session, rater)
     out["patient"] = df[patient]
     sess, dates = _sessions(df[session], session, where, ordinal_sessions)
     out["session"] = sess if sess is not None else 0
     out["alliance"] = _to_numeric(apply_missing_values(df[score], codes), score_name, where)
     vals = out["alliance"].to_numpy()
-    if np.isinf(vals).any():
-        raise AllianceDataError(
-            f"{'Column ' + repr(score_name) if score_name else 'The rating columns'} has infinite "
-            f"values in {_listing(where(np.isinf(vals)))}."
-        )
+    _require_finite(vals, score_name, where)
     if therapist is not None:
         out["therapist"] = df[therapist]
     if rater is not None:
@@ -449,6 +435,35 @@ def read_alliance(
     out = out.reset_index(drop=True)
     patients = pd.Index(out["patient"].unique(), name="patient")
     return _finish(out, scale_obj, patients, int(min_timepoints), bool(higher_is_better), {})
+
+
+def _one_row_per_patient(df: pd.DataFrame, patient: str) -> None:
+    """A wide table must have one row per patient."""
+    if df[patient].duplicated().any():
+        dups = df.loc[df[patient].duplicated(keep=False), patient].unique().tolist()
+        raise AllianceDataError(
+            f"wide=True needs one row per patient; patient(s) {_listing(dups)} appear in "
+            "several rows."
+        )
+
+
+def _require_keys(df: pd.DataFrame, where, patient: str, session: str, rater: str | None) -> None:
+    """Patient id, session and rater must be present on every row."""
+    for role, col in (("patient id", patient), ("session", session), ("rater", rater)):
+        if col is not None and df[col].isna().any():
+            raise AllianceDataError(
+                f"Column {col!r} ({role}) is missing in {_listing(where(df[col].isna().to_numpy()))}."
+                + (" Every rating needs a session number." if role == "session" else "")
+            )
+
+
+def _require_finite(vals: np.ndarray, score_name: str | None, where) -> None:
+    """No infinite ratings."""
+    if np.isinf(vals).any():
+        raise AllianceDataError(
+            f"{'Column ' + repr(score_name) if score_name else 'The rating columns'} has infinite "
+            f"values in {_listing(where(np.isinf(vals)))}."
+        )
 
 
 def _require(df: pd.DataFrame, needed: list, wide: bool, patient: str) -> None:

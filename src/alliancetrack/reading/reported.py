@@ -28,210 +28,29 @@ import numpy as np
 import pandas as pd
 
 from alliancetrack.errors import AllianceDataError
-from alliancetrack.reading.alliance import AllianceData, _listing, _to_numeric, _where
-from alliancetrack.reading.files import load_source
-from alliancetrack.reading.strategies import drop_strategy_only, strategy_rows, strategy_table
-from alliancetrack.reading.values import (
-    MAX_SESSION,
-    apply_missing_values,
-    keep_id_text,
-    missing_hint,
-    normalise_missing,
+from alliancetrack.reading.alliance import AllianceData, _listing, _where
+from alliancetrack.reading.reported_checks import (
+    _all_patients,
+    _coverage_alliance,
+    _duplicates,
+    _excluded,
+    _ids,
+    _load,
+    _no_missing,
+    _pairs,
+    _rating,
+    _require_columns,
+    _sort,
+    _tension_format,
+    _yes_no,
 )
+from alliancetrack.reading.strategies import drop_strategy_only, strategy_rows, strategy_table
 
 __all__ = ["PSQData", "ObserverData", "read_psq", "read_3rs", "PSQ_ITEMS"]
 
-_YES = {"yes", "y", "true", "t", "1", "1.0"}
-_NO = {"no", "n", "false", "f", "0", "0.0"}
-_YES_NO_WORDS = {"yes", "y", "true", "t", "no", "n", "false", "f"}
 _TYPES = {"withdrawal": "withdrawal", "w": "withdrawal", "confrontation": "confrontation",
           "c": "confrontation"}
 
-
-# --------------------------------------------------------------------------- validation helpers
-
-def _load(source, what: str = "read_psq", ids: Sequence[str | None] = (),
-          items: Sequence[str | None] = (), missing_values=None) -> tuple[pd.DataFrame, bool]:
-    """The input as a DataFrame: ids keep their text, named missing-value codes become NaN."""
-    codes = normalise_missing(missing_values)
-    df, from_file = load_source(source, what, text_columns=ids)
-    present = [c for c in ids if c is not None and c in df.columns]
-    if from_file and present:
-        df = df.assign(**{c: keep_id_text(df[c]) for c in present})
-    cols = [c for c in items if c is not None and c in df.columns]
-    if codes and cols:
-        df = df.assign(**{c: apply_missing_values(df[c], codes) for c in cols})
-    return df, from_file
-
-
-def _require_columns(df: pd.DataFrame, roles: dict[str, str | None], what: str) -> None:
-    missing = [f"{col!r} ({role}=)" for role, col in roles.items()
-               if col is not None and col not in df.columns]
-    if missing:
-        raise AllianceDataError(
-            f"{what}: column(s) {', '.join(missing)} not found. The input has columns: "
-            f"{list(df.columns)}. Name the right ones with the keyword shown in brackets, or "
-            "pass None for an optional item that was not asked."
-        )
-
-
-def _pairs(col: pd.Series, mask: np.ndarray, from_file: bool) -> str:
-    rows = _where(col.index[mask], from_file)
-    return _listing([f"{r}: {v!r}" for r, v in zip(rows, col[mask].tolist(), strict=True)])
-
-
-def _no_missing(df: pd.DataFrame, col: str, role: str, from_file: bool, hint: str = "") -> None:
-    miss = df[col].isna().to_numpy()
-    if miss.any():
-        raise AllianceDataError(
-            f"Column {col!r} ({role}) is missing in "
-            f"{_listing(_where(df.index[miss], from_file))}.{hint}"
-        )
-
-
-def _ids(df: pd.DataFrame, patient: str, session: str, from_file: bool) -> pd.DataFrame:
-    out = pd.DataFrame(index=df.index)
-    _no_missing(df, patient, "patient id", from_file)
-    _no_missing(df, session, "session", from_file)
-    out["patient"] = df[patient]
-    sess = _to_numeric(df[session], session, from_file)
-    bad = ~np.isfinite(sess.to_numpy()) | (sess.to_numpy() < 0) | \
-        (sess.to_numpy() != np.floor(sess.to_numpy())) | (np.abs(sess.to_numpy()) > MAX_SESSION)
-    if bad.any():
-        raise AllianceDataError(
-            f"Column {session!r} must hold session numbers 0, 1, 2, ...; found "
-            f"{_pairs(df[session], bad, from_file)}."
-        )
-    out["session"] = sess.astype("int64")
-    return out
-
-
-def _rating(col: pd.Series, name: str, from_file: bool, low: float = 1,
-            high: float = 5) -> pd.Series:
-    """A 1-5 rating column as float (NaN when missing); out-of-range values are an error."""
-    num = _to_numeric(col, name, from_file)
-    v = num.to_numpy()
-    bad = ~np.isnan(v) & ((v < low) | (v > high))
-    if bad.any():
-        raise AllianceDataError(
-            f"Column {name!r} holds {int(bad.sum())} rating(s) outside {low:g}-{high:g}: "
-            f"{_pairs(col, bad, from_file)}. If they are missing-value codes, "
-            f"{missing_hint(sorted(set(v[bad].tolist())))}."
-        )
-    return num
-
-
-def _yes_no(col: pd.Series, name: str, from_file: bool) -> pd.Series:
-    """Yes/no answers (bool, 0/1, yes/no/true/false in any case) as 1.0 / 0.0 / NaN."""
-    if pd.api.types.is_bool_dtype(col):
-        return col.astype("float64")
-    text = col.astype("string").str.strip().str.lower()
-    blank = (text.isna() | (text == "")).to_numpy()
-    yes = text.isin(_YES).fillna(False).to_numpy(dtype=bool)
-    no = text.isin(_NO).fillna(False).to_numpy(dtype=bool)
-    bad = ~(blank | yes | no)
-    if bad.any():
-        vals = sorted({str(v) for v in col[bad].tolist()})
-        raise AllianceDataError(
-            f"Column {name!r} (yes/no) has {int(bad.sum())} unknown value(s) "
-            f"{_listing([repr(v) for v in vals])} in {_pairs(col, bad, from_file)}. Use "
-            "yes/no, true/false or 1/0 (any case), or leave the cell empty."
-        )
-    return pd.Series(np.where(yes, 1.0, np.where(no, 0.0, np.nan)), index=col.index)
-
-
-def _tension_format(col: pd.Series, name: str) -> str:
-    """Guess whether the tension item is a yes/no answer or a 1-5 rating."""
-    if pd.api.types.is_bool_dtype(col):
-        return "yes/no"
-    if not pd.api.types.is_numeric_dtype(col):
-        text = col.astype("string").str.strip().str.lower()
-        if text.isin(_YES_NO_WORDS).fillna(False).any():
-            return "yes/no"
-        num = pd.to_numeric(text.mask(text == ""), errors="coerce")
-        if (num.isna() & text.notna() & (text != "")).any():
-            return "yes/no"  # unknown words: the yes/no parser names them
-    else:
-        num = col
-    vals = set(pd.Series(num).dropna().astype("float64").unique().tolist())
-    if vals <= {0.0, 1.0} and 0.0 in vals:
-        return "yes/no"
-    if vals == {1.0}:
-        raise AllianceDataError(
-            f"Column {name!r} (tension) holds only 1s: that could be 'yes' answers or ratings of "
-            "1 ('not at all'). Say which with tension_format='yes/no' or 'rating'."
-        )
-    return "rating"
-
-
-def _duplicates(out: pd.DataFrame, keys: list[str], from_file: bool, what: str) -> None:
-    dup = out.duplicated(keys, keep=False).to_numpy()
-    if dup.any():
-        rows = out.loc[dup]
-        listed = []
-        for _, grp in rows.groupby(keys, sort=False, dropna=False):
-            combo = ", ".join(f"{k}={v!r}" for k, v in zip(keys, grp.iloc[0][keys], strict=True))
-            listed.append(f"({combo}) in {', '.join(_where(grp.index, from_file))}")
-        raise AllianceDataError(
-            f"{len(listed)} duplicated {'/'.join(keys)} combination(s): {_listing(listed)}. "
-            f"{what}"
-        )
-
-
-def _sort(out: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    try:
-        return out.sort_values(keys, kind="stable")
-    except TypeError as exc:
-        raise AllianceDataError(
-            "Patient ids mix types (e.g. numbers and text) and cannot be ordered; convert them "
-            "to one type."
-        ) from exc
-
-
-def _all_patients(found: pd.Series, patients) -> pd.Index:
-    ids = pd.unique(found)
-    if patients is not None:
-        if isinstance(patients, AllianceData):
-            given = patients.patients
-        elif isinstance(patients, str) or not hasattr(patients, "__iter__"):
-            raise AllianceDataError(
-                f"patients= must be a list of ids or an AllianceData, got {patients!r}."
-            )
-        else:
-            given = pd.Index(list(patients))
-        ids = pd.unique(pd.concat([pd.Series(ids), pd.Series(given.to_numpy()
-                                                             if hasattr(given, "to_numpy")
-                                                             else list(given))]))
-    try:
-        ids = sorted(ids)
-    except TypeError as exc:
-        raise AllianceDataError(
-            "Patient ids mix types (e.g. numbers and text) and cannot be ordered; convert them "
-            "to one type (the data and patients= must agree too)."
-        ) from exc
-    return pd.Index(ids, name="patient", dtype=found.dtype if len(found) else None)
-
-
-def _excluded(patients: pd.Index, covered: pd.Series, reason: str) -> pd.DataFrame:
-    none = patients[~patients.isin(pd.unique(covered))]
-    return pd.DataFrame({"patient": pd.Series(none.to_numpy(), dtype=patients.dtype),
-                         "reason": pd.Series([reason] * len(none), dtype=object)})
-
-
-def _coverage_alliance(patients: pd.Index, covered: pd.DataFrame,
-                       excluded: pd.DataFrame) -> AllianceData:
-    """An AllianceData whose 'ratings' are the covered sessions (for episode_predictors)."""
-    cov = covered[["patient", "session"]].drop_duplicates().assign(alliance=1.0)
-    none = patients[~patients.isin(cov["patient"])]
-    filler = pd.DataFrame({"patient": none.to_numpy(), "session": np.nan, "alliance": np.nan})
-    frame = pd.concat([cov.astype({"session": "float64"}), filler], ignore_index=True)
-    frame["patient"] = frame["patient"].astype(patients.dtype)
-    frame = _sort(frame, ["patient", "session"]).reset_index(drop=True)
-    return AllianceData(frame=frame, excluded=excluded.reset_index(drop=True), scale=None,
-                        patients=patients, min_timepoints=1)
-
-
-# --------------------------------------------------------------------------- PSQ
 
 PSQ_ITEMS = ("tension", "tension_intensity", "withdrawal", "withdrawal_intensity", "addressed",
               "resolved")
@@ -432,16 +251,7 @@ def read_psq(
         out["rater"] = df[rater]
     if therapist is not None:
         out["therapist"] = df[therapist]
-    fmt = "rating"
-    for item, col in items.items():
-        if col is None:
-            out[item] = np.nan
-        elif item == "tension":
-            fmt = tension_format or _tension_format(df[col], col)
-            out[item] = (_yes_no(df[col], col, from_file) if fmt == "yes/no"
-                         else _rating(df[col], col, from_file))
-        else:
-            out[item] = _rating(df[col], col, from_file)
+    fmt = _psq_items(out, df, items, tension_format, from_file)
     out["answered"] = (out["tension"].notna() | out["withdrawal"].notna()).to_numpy()
     keys = ["patient", "session"] + (["rater"] if rater is not None else [])
     _duplicates(out, keys, from_file,
@@ -452,6 +262,22 @@ def read_psq(
     pats = _all_patients(out["patient"], patients)
     excluded = _excluded(pats, out.loc[out["answered"], "patient"], "no PSQ answered")
     return PSQData(frame=out, excluded=excluded, patients=pats, tension_format=fmt)
+
+
+def _psq_items(out: pd.DataFrame, df: pd.DataFrame, items: dict[str, str | None],
+               tension_format: str | None, from_file: bool) -> str:
+    """Check the PSQ items into ``out`` (NaN for those not given); the tension item's format."""
+    fmt = "rating"
+    for item, col in items.items():
+        if col is None:
+            out[item] = np.nan
+        elif item == "tension":
+            fmt = tension_format or _tension_format(df[col], col)
+            out[item] = (_yes_no(df[col], col, from_file) if fmt == "yes/no"
+                         else _rating(df[col], col, from_file))
+        else:
+            out[item] = _rating(df[col], col, from_file)
+    return fmt
 
 
 # --------------------------------------------------------------------------- 3RS
@@ -627,12 +453,62 @@ def read_3rs(
         names, strat_sig, only = strategy_rows(
             df, strategy=strategy, strategy_significance=strategy_significance,
             marker_type=marker_type, from_file=from_file, rating=_rating)
-    if segment is not None:
-        _no_missing(df, segment, "segment", from_file,
-                    " A segment coded with no marker still needs its segment number.")
-        out["segment"] = df[segment]
-    else:
-        out["segment"] = pd.NA
+    out["segment"] = _segments(df, segment, from_file)
+    blank, out["type"] = _marker_types(df, marker_type, from_file)
+    out["marker"] = _marker_names(df, marker)
+    sig = _significance(df, significance, marker_type, blank, from_file)
+    out["significance"] = sig
+    out["resolution"] = (_rating(df[resolution], resolution, from_file) if resolution is not None
+                         else np.nan)
+    if therapist is not None:
+        out["therapist"] = df[therapist]
+    keys = ["patient", "session", "segment"]
+    out = _check_segments(out, keys, blank, only, df.index, from_file)
+    _check_resolution(out, df, resolution, from_file)
+    strategies = None if strategy is None else strategy_table(names, strat_sig, out, from_file)
+    out["_only"] = only
+    out = _sort(out, ["patient", "session"]).reset_index(drop=True)
+    out, sessions = _session_table(out)
+    out = drop_strategy_only(out, out.pop("_only").to_numpy(dtype=bool))
+    pats = _all_patients(out["patient"], patients)
+    excluded = _excluded(pats, sessions["patient"], "no coded session")
+    return ObserverData(frame=out, sessions=sessions, excluded=excluded, patients=pats,
+                        strategies=strategies)
+
+
+def _segments(df: pd.DataFrame, segment: str | None, from_file: bool):
+    """The segment numbers (required on every row when the column is given), else NA."""
+    if segment is None:
+        return pd.NA
+    _no_missing(df, segment, "segment", from_file,
+                " A segment coded with no marker still needs its segment number.")
+    return df[segment]
+
+
+def _marker_names(df: pd.DataFrame, marker: str | None) -> pd.Series | None:
+    """The coded markers' names (None where blank or not given)."""
+    if marker is None:
+        return None
+    name = df[marker].astype("string").str.strip()
+    return name.mask(name == "").astype(object).where(name.notna(), None)
+
+
+def _session_table(out: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per coded session: segments, markers and resolution; the resolution on every row."""
+    g = out.groupby(["patient", "session"], sort=True)
+    sessions = pd.DataFrame({
+        "n_segments": g["segment"].nunique(dropna=False),
+        "n_markers": g["type"].count(),
+        "resolution": g["resolution"].max(),
+    }).reset_index()
+    sessions["n_segments"] = sessions["n_segments"].astype("int64")
+    sessions["n_markers"] = sessions["n_markers"].astype("int64")
+    out["resolution"] = g["resolution"].transform("max")
+    return out, sessions
+
+
+def _marker_types(df: pd.DataFrame, marker_type: str, from_file: bool) -> tuple[np.ndarray, pd.Series]:
+    """Rows with no marker, and each row's marker type (withdrawal / confrontation / None)."""
     raw = df[marker_type].astype("string").str.strip().str.lower()
     blank = (raw.isna() | (raw == "")).to_numpy()
     mapped = raw.map(_TYPES)
@@ -645,13 +521,13 @@ def read_3rs(
             "Use withdrawal / confrontation (or W / C), or leave the cell empty for a segment "
             "coded with no marker."
         )
-    out["type"] = pd.Series(np.where(blank, None, mapped.to_numpy(dtype=object)),
+    return blank, pd.Series(np.where(blank, None, mapped.to_numpy(dtype=object)),
                             index=df.index, dtype=object)
-    if marker is not None:
-        name = df[marker].astype("string").str.strip()
-        out["marker"] = name.mask(name == "").astype(object).where(name.notna(), None)
-    else:
-        out["marker"] = None
+
+
+def _significance(df: pd.DataFrame, significance: str, marker_type: str, blank: np.ndarray,
+                  from_file: bool) -> pd.Series:
+    """The 1-5 significance ratings: one for every marker and none on rows without one."""
     sig = _rating(df[significance], significance, from_file)
     has_marker = ~blank
     no_sig = has_marker & sig.isna().to_numpy()
@@ -668,25 +544,31 @@ def read_3rs(
             f"without a marker type: {_pairs(df[significance], stray, from_file)}. Give the "
             f"marker type in column {marker_type!r} or clear the rating."
         )
-    out["significance"] = sig
-    out["resolution"] = (_rating(df[resolution], resolution, from_file) if resolution is not None
-                         else np.nan)
-    if therapist is not None:
-        out["therapist"] = df[therapist]
-    keys = ["patient", "session", "segment"]
+    return sig
+
+
+def _check_segments(out: pd.DataFrame, keys: list[str], blank: np.ndarray, only: np.ndarray,
+                    index: pd.Index, from_file: bool) -> pd.DataFrame:
+    """A segment with no marker stands alone; each marker is coded once per segment."""
     # a segment coded with no marker must be the only row of that segment
     seg_rows = out.assign(_n=~only).groupby(keys, sort=False, dropna=False)["_n"].transform("sum")
     lonely = (seg_rows.to_numpy() > 1) & blank & ~only
     if lonely.any():
         raise AllianceDataError(
             f"Segment(s) coded both with and without a marker (duplicated "
-            f"{'/'.join(keys)} rows): {_listing(_where(df.index[lonely], from_file))}. Drop the "
+            f"{'/'.join(keys)} rows): {_listing(_where(index[lonely], from_file))}. Drop the "
             "empty row of a segment that has markers."
         )
     out["_name"] = out["marker"].fillna("").where(~only, "\x1f" + out.index.astype(str))
     _duplicates(out, [*keys, "type", "_name"], from_file,
                 "Each marker may be coded once per segment; remove the duplicates.")
     out = out.drop(columns="_name")
+    return out
+
+
+def _check_resolution(out: pd.DataFrame, df: pd.DataFrame, resolution: str | None,
+                      from_file: bool) -> None:
+    """At most one resolution rating per session (repeated on its rows or given once)."""
     res = out.groupby(["patient", "session"], sort=False)["resolution"]
     lo, hi = res.transform("min"), res.transform("max")
     conflict = (lo.notna() & (lo != hi) & out["resolution"].notna()).to_numpy()
@@ -696,20 +578,3 @@ def read_3rs(
             f"{_pairs(df[resolution], conflict, from_file)}. Give one session-level rating "
             "(repeated or on one row)."
         )
-    strategies = None if strategy is None else strategy_table(names, strat_sig, out, from_file)
-    out["_only"] = only
-    out = _sort(out, ["patient", "session"]).reset_index(drop=True)
-    g = out.groupby(["patient", "session"], sort=True)
-    sessions = pd.DataFrame({
-        "n_segments": g["segment"].nunique(dropna=False),
-        "n_markers": g["type"].count(),
-        "resolution": g["resolution"].max(),
-    }).reset_index()
-    sessions["n_segments"] = sessions["n_segments"].astype("int64")
-    sessions["n_markers"] = sessions["n_markers"].astype("int64")
-    out["resolution"] = g["resolution"].transform("max")
-    out = drop_strategy_only(out, out.pop("_only").to_numpy(dtype=bool))
-    pats = _all_patients(out["patient"], patients)
-    excluded = _excluded(pats, sessions["patient"], "no coded session")
-    return ObserverData(frame=out, sessions=sessions, excluded=excluded, patients=pats,
-                        strategies=strategies)

@@ -9,12 +9,12 @@ from collections.abc import Callable
 import pandas as pd
 
 from alliancetrack.detection.detect import detect_episodes
+from alliancetrack.detection.strategies import link_strategies, repair_rates
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.models.strategies import strategy_effects
 from alliancetrack.plotting.strategies import plot_strategy_repair
 from alliancetrack.reading.alliance import AllianceData
 from alliancetrack.reading.reported import ObserverData
-from alliancetrack.strategy_links import link_strategies, repair_rates
 
 __all__ = ["strategy_section"]
 

@@ -155,17 +155,13 @@ def simulate_cohort(
     duration : int or (int, int)
         Sessions from rupture to repair (uniform integers on the range).
     noise_sd : float
-        Session noise SD, linear growth per session, SDs of patient and
-        therapist random intercepts (scale points).
+        Session noise SD (scale points).
     growth : float
-        Session noise SD, linear growth per session, SDs of patient and
-        therapist random intercepts (scale points).
+        Linear growth per session (scale points).
     patient_sd : float
-        Session noise SD, linear growth per session, SDs of patient and
-        therapist random intercepts (scale points).
+        SD of the patients' random intercepts (scale points).
     therapist_sd : float
-        Session noise SD, linear growth per session, SDs of patient and
-        therapist random intercepts (scale points).
+        SD of the therapists' random intercepts (scale points).
     missing_rate : float
         Fraction of ratings missing at random (never at true rupture/repair
         sessions).
@@ -217,6 +213,101 @@ def simulate_cohort(
     ['truth']
     """
     scale_obj = get_scale(scale)
+    (s_lo, s_hi), depth_r, duration_r, fraction_r, (g_lo, g_hi), (k_lo, k_hi) = _checked_ranges(
+        n_patients, n_sessions, rupture_rate, repair_rate, missing_rate, depth, duration,
+        repair_fraction, decline_depth, decline_sessions, decline_share, growth_sd, noise_df,
+        effect_r)
+    if grid is None:
+        grid = {"wai-sr": 1 / 12, "srs": 1.0}.get(scale_obj.name)
+    if mean_level is None:
+        mean_level = scale_obj.low + 0.65 * (scale_obj.high - scale_obj.low)
+    effects = {"n_repaired": -3.5, "n_unrepaired": 4.0} if outcome_effects is None else \
+        dict(outcome_effects)
+    rng = np.random.default_rng(seed)
+    n = n_patients
+    width = int(s_hi)
+    length = rng.integers(int(s_lo), int(s_hi) + 1, size=n)
+    ther = np.arange(n) % n_therapists
+    u = rng.normal(0, therapist_sd, n_therapists)
+    v = rng.normal(0, patient_sd, n)
+    sess = np.arange(1, width + 1)
+    level = mean_level + u[ther][:, None] + v[:, None] + growth * (sess[None, :] - 1)
+    if growth_sd > 0:
+        level = level + rng.normal(0, growth_sd, n)[:, None] * (sess[None, :] - 1)
+    if decline_share > 0:  # a slow drift down, one step per session, that is not a rupture
+        level = level - _slow_declines(rng, length, width, decline_share, (k_lo, k_hi),
+                                       (g_lo, g_hi))
+    lowered, protect, events = _plant_ruptures(rng, length, width, rupture_rate, repair_rate,
+                                               depth_r, duration_r, fraction_r)
+    scores = _rated_scores(rng, level + lowered, noise_sd, noise_df, grid, scale_obj)
+    observed = sess[None, :] <= length[:, None]
+    missing = (rng.random((n, width)) < missing_rate) & ~protect
+    scores = np.where(missing, np.nan, scores)
+    therapist_ids = np.array([f"T{j + 1:02d}" for j in range(n_therapists)], dtype=object)
+    sessions = _session_rows(scores, observed, therapist_ids[ther])
+    truth = _true_episodes(level, events)
+    outcomes = _outcomes(rng, truth, ther, therapist_ids, effects, effect_r, outcome_sd)
+    return SimulatedCohort(sessions=sessions, truth=truth, outcomes=outcomes, scale=scale_obj)
+
+
+def _slow_declines(rng, length, width, share, sessions, size) -> np.ndarray:
+    """(patient x session) drift down of a ``share`` of patients, spread over some sessions."""
+    n, cols = len(length), np.arange(width)
+    (k_lo, k_hi), (g_lo, g_hi) = sessions, size
+    who = rng.random(n) < share
+    start_at = rng.integers(1, np.maximum(length - 1, 2))
+    span_len = rng.integers(int(k_lo), int(k_hi) + 1, n)
+    total = rng.uniform(g_lo, g_hi, n)
+    steps = np.clip(cols[None, :] - start_at[:, None] + 1, 0, span_len[:, None])
+    return who[:, None] * total[:, None] * steps / span_len[:, None]
+
+
+def _rated_scores(rng, true_level, noise_sd, noise_df, grid, scale_obj) -> np.ndarray:
+    """True level plus normal (or t) noise, rounded to the scale's grid and clipped to its range."""
+    if noise_df is None:
+        noise = rng.normal(0, noise_sd, true_level.shape)
+    else:
+        t_sd = np.sqrt(noise_df / (noise_df - 2)) if noise_df > 2 else 1.0
+        noise = rng.standard_t(noise_df, true_level.shape) * noise_sd / t_sd
+    scores = true_level + noise
+    if grid:
+        scores = np.round(scores / grid) * grid
+    return np.clip(scores, scale_obj.low, scale_obj.high)
+
+
+def _session_rows(scores, observed, therapist_of) -> pd.DataFrame:
+    """The long session table (patients numbered from 1) of the observed cells."""
+    n, width = scores.shape
+    keep = observed.ravel()
+    return pd.DataFrame({
+        "patient": np.repeat(np.arange(1, n + 1), width)[keep],
+        "therapist": np.repeat(therapist_of, width)[keep],
+        "session": np.tile(np.arange(1, width + 1), n)[keep],
+        "alliance": scores.ravel()[keep],
+    })
+
+
+def _true_episodes(level, events) -> pd.DataFrame:
+    """The planted episodes as an episode table (method "truth")."""
+    ev_i, ev_t, ev_r, ev_d, ev_rep = events
+    pre = level[ev_i, ev_t - 1]
+    episodes = pd.DataFrame({
+        "patient": ev_i + 1, "method": "truth", "rupture_session": ev_t + 1,
+        "nadir_session": ev_t + 1, "nadir_level": pre - ev_d, "pre_level": pre, "depth": ev_d,
+        "repair_session": np.where(ev_rep, ev_r + 1, np.nan), "repaired": ev_rep,
+        "censored": ~ev_rep,
+    })
+    return finalize_episodes(episodes, patient_dtype="int64")
+
+
+def _checked_ranges(n_patients, n_sessions, rupture_rate, repair_rate, missing_rate, depth,
+                    duration, repair_fraction, decline_depth, decline_sessions, decline_share,
+                    growth_sd, noise_df, effect_r) -> tuple[tuple[float, float], ...]:
+    """Check :func:`simulate_cohort`'s parameters; the (low, high) of each range parameter.
+
+    In order: n_sessions, depth, duration, repair_fraction, decline_depth,
+    decline_sessions.
+    """
     if n_patients < 1:
         raise ValueError("n_patients must be at least 1.")
     if not (0 <= rupture_rate <= 1 and 0 <= repair_rate <= 1 and 0 <= missing_rate < 1):
@@ -238,34 +329,20 @@ def simulate_cohort(
                          "noise_df positive.")
     if effect_r is not None and not -1 < effect_r < 1:
         raise ValueError(f"effect_r must lie in (-1, 1), got {effect_r!r}.")
-    if grid is None:
-        grid = {"wai-sr": 1 / 12, "srs": 1.0}.get(scale_obj.name)
-    if mean_level is None:
-        mean_level = scale_obj.low + 0.65 * (scale_obj.high - scale_obj.low)
-    effects = {"n_repaired": -3.5, "n_unrepaired": 4.0} if outcome_effects is None else \
-        dict(outcome_effects)
+    return (s_lo, s_hi), (d_lo, d_hi), (u_lo, u_hi), (f_lo, f_hi), (g_lo, g_hi), (k_lo, k_hi)
 
-    rng = np.random.default_rng(seed)
-    n = n_patients
-    width = int(s_hi)
-    length = rng.integers(int(s_lo), int(s_hi) + 1, size=n)
-    ther = np.arange(n) % n_therapists
-    u = rng.normal(0, therapist_sd, n_therapists)
-    v = rng.normal(0, patient_sd, n)
-    sess = np.arange(1, width + 1)
-    level = mean_level + u[ther][:, None] + v[:, None] + growth * (sess[None, :] - 1)
+
+def _plant_ruptures(rng, length, width, rupture_rate, repair_rate, depth, duration,
+                    repair_fraction):
+    """Draw non-overlapping rupture episodes and the score drops they cause.
+
+    Returns the (patient x session) drop, the cells that must stay observed
+    (rupture and repair sessions) and the episodes as arrays of patient index,
+    rupture position, repair position (-1 if unrepaired), depth and repaired.
+    """
+    (d_lo, d_hi), (u_lo, u_hi), (f_lo, f_hi) = depth, duration, repair_fraction
+    n = len(length)
     cols = np.arange(width)
-    if growth_sd > 0:
-        level = level + rng.normal(0, growth_sd, n)[:, None] * (sess[None, :] - 1)
-    if decline_share > 0:
-        # a slow drift down, one step per session, that is not a rupture
-        who = rng.random(n) < decline_share
-        start_at = rng.integers(1, np.maximum(length - 1, 2))
-        span_len = rng.integers(int(k_lo), int(k_hi) + 1, n)
-        total = rng.uniform(g_lo, g_hi, n)
-        steps = np.clip(cols[None, :] - start_at[:, None] + 1, 0, span_len[:, None])
-        level = level - who[:, None] * total[:, None] * steps / span_len[:, None]
-
     lowered = np.zeros((n, width))
     protect = np.zeros((n, width), dtype=bool)
     free_from = np.full(n, 2)  # 0-based position from which a rupture may start
@@ -296,41 +373,14 @@ def simulate_cohort(
         ev_rep.append(repaired)
         free_from[idx] = np.where(repaired, t + dur + 1, width + 1)
 
-    true_level = level + lowered
-    if noise_df is None:
-        noise = rng.normal(0, noise_sd, (n, width))
-    else:
-        t_sd = np.sqrt(noise_df / (noise_df - 2)) if noise_df > 2 else 1.0
-        noise = rng.standard_t(noise_df, (n, width)) * noise_sd / t_sd
-    scores = true_level + noise
-    if grid:
-        scores = np.round(scores / grid) * grid
-    scores = np.clip(scores, scale_obj.low, scale_obj.high)
-    observed = sess[None, :] <= length[:, None]
-    missing = (rng.random((n, width)) < missing_rate) & ~protect
-    scores = np.where(missing, np.nan, scores)
+    return lowered, protect, (_cat(ev_i, int), _cat(ev_t, int), _cat(ev_r, int),
+                              _cat(ev_d, float), _cat(ev_rep, bool))
 
-    pid = np.repeat(np.arange(1, n + 1), width)
-    keep = observed.ravel()
-    therapist_ids = np.array([f"T{j + 1:02d}" for j in range(n_therapists)], dtype=object)
-    sessions = pd.DataFrame({
-        "patient": pid[keep],
-        "therapist": np.repeat(therapist_ids[ther], width)[keep],
-        "session": np.tile(sess, n)[keep],
-        "alliance": scores.ravel()[keep],
-    })
 
-    ev_i, ev_t, ev_r = _cat(ev_i, int), _cat(ev_t, int), _cat(ev_r, int)
-    ev_d, ev_rep = _cat(ev_d, float), _cat(ev_rep, bool)
-    pre = level[ev_i, ev_t - 1]
-    episodes = pd.DataFrame({
-        "patient": ev_i + 1, "method": "truth", "rupture_session": ev_t + 1,
-        "nadir_session": ev_t + 1, "nadir_level": pre - ev_d, "pre_level": pre, "depth": ev_d,
-        "repair_session": np.where(ev_rep, ev_r + 1, np.nan), "repaired": ev_rep,
-        "censored": ~ev_rep,
-    })
-    truth = finalize_episodes(episodes, patient_dtype="int64")
-
+def _outcomes(rng, truth, ther, therapist_ids, effects, effect_r, outcome_sd) -> pd.DataFrame:
+    """Post-treatment BDI per patient from the true repaired / unrepaired counts."""
+    n = len(ther)
+    n_therapists = len(therapist_ids)
     counts = truth.groupby("patient")["repaired"].agg(["sum", "size"])
     n_rep = counts["sum"].reindex(range(1, n + 1), fill_value=0).to_numpy()
     n_unrep = (counts["size"] - counts["sum"]).reindex(range(1, n + 1), fill_value=0).to_numpy()
@@ -352,4 +402,4 @@ def simulate_cohort(
         "bdi_pre": np.round(pre_bdi, 1), "bdi_post": np.round(post, 1),
         "n_repaired": n_rep, "n_unrepaired": n_unrep,
     })
-    return SimulatedCohort(sessions=sessions, truth=truth, outcomes=outcomes, scale=scale_obj)
+    return outcomes

@@ -382,24 +382,7 @@ def fit_glmm(
     nt = len(rand.theta0)
     theta_re, beta = ef.x[:nt], ef.x[nt: nt + Xa.shape[1]]
     nb_theta = float(np.exp(ef.x[-1])) if fam.name == "negbin" else float("nan")
-    if fam.name == "negbin" and nb_theta >= 0.999 * _NB_THETA_MAX:
-        warnings.warn(
-            f"the negative-binomial theta reached its upper bound ({_NB_THETA_MAX:g}): there is "
-            "no overdispersion and the Poisson model is adequate.", UserWarning, stacklevel=2)
-    if ef.singular:
-        warnings.warn(
-            f"singular fit of {formula!r}: a random-effect variance is estimated as zero "
-            "(or a correlation as +/-1).", SingularFitWarning, stacklevel=2)
-    if not ef.converged:
-        warnings.warn(f"the GLMM optimiser did not reach a verified optimum ({ef.message}).",
-                      ConvergenceWarning, stacklevel=2)
-    few = {t.name: t.n_levels for t in rand.terms if t.n_levels < FEW_CLUSTERS_WARN}
-    note = ""
-    if few:
-        names = ", ".join(f"{g} ({n})" for g, n in few.items())
-        note = (f"few levels of {names}: Wald z tests of predictors that vary only at that level "
-                "are anti-conservative (glmer offers no df correction); treat them as tentative")
-        warnings.warn(f"{note}.", FewClustersWarning, stacklevel=2)
+    note = _warn_about_fit(formula, fam.name, nb_theta, ef, rand)
     return GLMMResult(
         formula=formula, family=fam.name, nagq=int(nagq),
         coefs=_coef_table(list(X.columns), beta, ef.vcov, alpha),
@@ -409,3 +392,29 @@ def fit_glmm(
         vcov=ef.vcov, theta_re=theta_re, ranef=rand.lambda_matrix(theta_re) @ ef.u,
         fitted=ef.mu, response=y, message=ef.message, attempts=pd.DataFrame(ef.attempts), note=note,
     )
+
+
+def _warn_about_fit(formula, family, nb_theta, ef, rand) -> str:
+    """Warn of a bounded theta, a singular or unverified fit and few clusters.
+
+    Returns the few-clusters note stored on the result ("" when none).
+    """
+    if family == "negbin" and nb_theta >= 0.999 * _NB_THETA_MAX:
+        warnings.warn(
+            f"the negative-binomial theta reached its upper bound ({_NB_THETA_MAX:g}): there is "
+            "no overdispersion and the Poisson model is adequate.", UserWarning, stacklevel=3)
+    if ef.singular:
+        warnings.warn(
+            f"singular fit of {formula!r}: a random-effect variance is estimated as zero "
+            "(or a correlation as +/-1).", SingularFitWarning, stacklevel=3)
+    if not ef.converged:
+        warnings.warn(f"the GLMM optimiser did not reach a verified optimum ({ef.message}).",
+                      ConvergenceWarning, stacklevel=3)
+    few = {t.name: t.n_levels for t in rand.terms if t.n_levels < FEW_CLUSTERS_WARN}
+    note = ""
+    if few:
+        names = ", ".join(f"{g} ({n})" for g, n in few.items())
+        note = (f"few levels of {names}: Wald z tests of predictors that vary only at that level "
+                "are anti-conservative (glmer offers no df correction); treat them as tentative")
+        warnings.warn(f"{note}.", FewClustersWarning, stacklevel=3)
+    return note

@@ -35,7 +35,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from alliancetrack.errors import AllianceDataError
+from alliancetrack.models.lmm.likelihood import ProfiledGLS
 from alliancetrack.models.lmm.optimizer import ProfileBase
 from alliancetrack.models.random_effects import RandomEffects
 
@@ -74,7 +74,7 @@ def _linv(L: np.ndarray) -> np.ndarray:
 _DENSE_MAX = 100  # Schur complements up to this size are factorised densely
 
 
-class BlockedProfile(ProfileBase):
+class BlockedProfile(ProfiledGLS):
     """Profiled (restricted) log-likelihood of an LMM with any lme4 random terms.
 
     Parameters
@@ -352,18 +352,6 @@ class BlockedProfile(ProfileBase):
         if not np.isfinite(ev["llf"]):
             return {"ok": False}
         return {"ok": True, **{k: ev[k] for k in ("logdet", "r2", "C", "beta")}}
-
-    def fixed(self, x: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
-        """GLS fixed effects, residual variance and their covariance at ``x``."""
-        ev = self._evaluate(x)
-        if not np.isfinite(ev["llf"]):
-            raise AllianceDataError(
-                "the mixed model could not be evaluated at its optimum; check for collinear "
-                "predictors."
-            )
-        m = self.n - self.p if self.reml else self.n
-        scale = ev["r2"] / m
-        return ev["beta"], float(scale), scale * np.linalg.inv(ev["C"])
 
     def random_effects(self, x: np.ndarray, beta: np.ndarray) -> np.ndarray:
         """Conditional modes ``b = Lambda u`` with ``(Lambda'Z'Z Lambda + I) u = Lambda'Z'r``."""

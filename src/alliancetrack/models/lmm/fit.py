@@ -342,33 +342,10 @@ def fit_mixed(
         data = df
     _check_args(data, ddf, engine, optimizers)
     mf = parse_mixed_formula(formula)
-    if mf.random:
-        if groups is not None or re_formula is not None or vc_formula is not None:
-            raise ValueError(
-                f"{formula!r} has random-effect terms; do not also pass groups=, re_formula= "
-                "or vc_formula=."
-            )
-        required = [c for t in mf.random for c in t.group_columns]
-        extra = [t.expr for t in mf.random]
-        groups_label = ", ".join(dict.fromkeys(t.group for t in mf.random))
-    else:
-        groups = "therapist" if groups is None else groups
-        if groups not in data.columns:
-            raise AllianceDataError(
-                f"grouping column {groups!r} is not in the data (columns: {list(data.columns)}); "
-                "pass groups=<cluster column>, write (1 | cluster) in the formula, or use an "
-                "OLS model when there is no clustering."
-            )
-        required = [groups]
-        extra = [re_formula, *(vc_formula or {}).values()]
-        groups_label = groups
-    rows, n_dropped = model_rows(data, formula, extra, required)
-    for g in dict.fromkeys(required):
-        if rows[g].nunique() < 2:
-            raise AllianceDataError(
-                f"grouping column {g!r} has fewer than 2 groups after dropping missing "
-                "values; a mixed model needs clusters (use OLS instead)."
-            )
+    groups, required, extra, groups_label = _grouping(
+        formula, mf, data, groups, re_formula, vc_formula
+    )
+    rows, n_dropped = _clustered_rows(data, formula, extra, required)
     if mf.random:
         model = _build_terms(mf, rows, reml, engine)
     else:
@@ -378,6 +355,45 @@ def fit_mixed(
     return _finish(model, formula, rows, data, n_dropped, reml, groups_label, mf, groups,
                    re_formula, vc_formula, settings)
 
+
+
+def _grouping(formula, mf, data, groups, re_formula, vc_formula):
+    """Clustering of a model: ``(groups, required columns, extra terms, label)``.
+
+    With random-effect terms in the formula the clusters come from them (and
+    the old-form arguments are refused); otherwise from ``groups`` (default
+    ``"therapist"``), ``re_formula`` and ``vc_formula``.
+    """
+    if mf.random:
+        if groups is not None or re_formula is not None or vc_formula is not None:
+            raise ValueError(
+                f"{formula!r} has random-effect terms; do not also pass groups=, re_formula= "
+                "or vc_formula=."
+            )
+        required = [c for t in mf.random for c in t.group_columns]
+        extra = [t.expr for t in mf.random]
+        groups_label = ", ".join(dict.fromkeys(t.group for t in mf.random))
+        return groups, required, extra, groups_label
+    groups = "therapist" if groups is None else groups
+    if groups not in data.columns:
+        raise AllianceDataError(
+            f"grouping column {groups!r} is not in the data (columns: {list(data.columns)}); "
+            "pass groups=<cluster column>, write (1 | cluster) in the formula, or use an "
+            "OLS model when there is no clustering."
+        )
+    return groups, [groups], [re_formula, *(vc_formula or {}).values()], groups
+
+
+def _clustered_rows(data, formula, extra, required):
+    """Complete rows of the model variables; each grouping column needs 2+ groups."""
+    rows, n_dropped = model_rows(data, formula, extra, required)
+    for g in dict.fromkeys(required):
+        if rows[g].nunique() < 2:
+            raise AllianceDataError(
+                f"grouping column {g!r} has fewer than 2 groups after dropping missing "
+                "values; a mixed model needs clusters (use OLS instead)."
+            )
+    return rows, n_dropped
 
 def _finish(model: _Model, formula, rows, data, n_dropped, reml, groups_label, mf, groups,
             re_formula, vc_formula, settings) -> MixedResult:

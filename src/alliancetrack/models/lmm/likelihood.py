@@ -7,6 +7,8 @@ computed once, each evaluation a batch of small Cholesky factorisations
 written as array operations over all groups, with an analytic gradient
 (Bates, Maechler, Bolker & Walker, 2015, eqs. 34 and 41).  Models with several
 terms (nested or crossed) use :class:`~alliancetrack.models.lmm.blocked.BlockedProfile`.
+Both derive from :class:`ProfiledGLS`, which turns a profiled evaluation into
+the GLS fixed effects and their covariance.
 """
 
 from __future__ import annotations
@@ -21,7 +23,35 @@ from alliancetrack.models.lmm.optimizer import ProfileBase, canonical_tril
 __all__ = ["BatchProfile"]
 
 
-class BatchProfile(ProfileBase):
+class ProfiledGLS(ProfileBase):
+    """A profiled likelihood whose ``_evaluate(x)`` also gives the GLS solution.
+
+    ``_evaluate`` returns at least ``llf``, ``r2`` (penalised residual sum of
+    squares), ``C`` (the fixed-effects cross-product) and ``beta``; subclasses
+    set ``n``, ``p`` and ``reml``.  Shared by the fast and the blocked engine.
+    """
+
+    n: float
+    p: int
+    reml: bool
+
+    def _evaluate(self, x: np.ndarray) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fixed(self, x: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+        """GLS fixed effects, residual variance and their covariance at ``x``."""
+        ev = self._evaluate(x)
+        if not np.isfinite(ev["llf"]):
+            raise AllianceDataError(
+                "the mixed model could not be evaluated at its optimum; check for collinear "
+                "predictors."
+            )
+        m = self.n - self.p if self.reml else self.n
+        scale = ev["r2"] / m
+        return ev["beta"], float(scale), scale * np.linalg.inv(ev["C"])
+
+
+class BatchProfile(ProfiledGLS):
     """lme4's profiled deviance and its analytic gradient, vectorised over groups.
 
     The fast path of :func:`fit_mixed` for two-level models (one grouping
@@ -167,18 +197,6 @@ class BatchProfile(ProfileBase):
         return np.array(self._evaluate(x)["score"], float)
 
     # -- results at the optimum --------------------------------------------------
-    def fixed(self, x: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
-        """GLS fixed effects, residual variance and their covariance at ``x``."""
-        ev = self._evaluate(x)
-        if not np.isfinite(ev["llf"]):
-            raise AllianceDataError(
-                "the mixed model could not be evaluated at its optimum; check for collinear "
-                "predictors."
-            )
-        m = self.n - self.p if self.reml else self.n
-        scale = ev["r2"] / m
-        return ev["beta"], float(scale), scale * np.linalg.inv(ev["C"])
-
     def random_effects(self, x: np.ndarray, beta: np.ndarray) -> np.ndarray:
         """Conditional modes (BLUPs) ``b_g = L M_g^-1 L' Z_g'(y_g - X_g beta)``, (groups, q)."""
         q, p = self.q, self.p

@@ -1,5 +1,10 @@
 """Link 3RS resolution strategies to rupture episodes (:func:`link_strategies`).
 
+:mod:`alliancetrack.reading.strategies` reads the strategies; this module
+joins them to the episodes of any detector, counts them per patient
+(:func:`strategy_counts`, used by :func:`alliancetrack.episode_predictors`) and
+gives repair rates by strategy (:func:`repair_rates`).
+
 Episodes come from any source (alliance scores, PSQ, 3RS markers); the
 strategies from :func:`alliancetrack.read_3rs` with ``strategy=``.  The link is
 by patient and session: the strategies used from the rupture session up to
@@ -150,11 +155,7 @@ def link_strategies(episodes: pd.DataFrame, codes: ObserverData, window: int = 0
     window = _check_window(window)
     klass = _classes(classes)
     ep = episodes.reset_index(drop=True)
-    rupture = pd.to_numeric(ep["rupture_session"]).to_numpy(dtype="float64")
-    repair = pd.to_numeric(ep["repair_session"]).to_numpy(dtype="float64")
-    rep = ep["repaired"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-    end = rupture + window
-    end = np.where(rep & ~np.isnan(repair), np.minimum(end, repair), end)
+    rupture, repair, end = _windows(ep, window)
     frame = pd.DataFrame({"_row": np.arange(len(ep)), "patient": ep["patient"].to_numpy(),
                           "_lo": rupture, "_hi": end})
 
@@ -179,11 +180,7 @@ def link_strategies(episodes: pd.DataFrame, codes: ObserverData, window: int = 0
         return pd.arrays.IntegerArray(c.astype("int64"), mask=~rupture_coded)
 
     cls = used["strategy_class"].to_numpy()
-    order = used.sort_values(["_row", "number", "strategy"], kind="stable", na_position="last")
-    names = order.groupby("_row", sort=False)["strategy"].agg(
-        lambda s: "; ".join(dict.fromkeys(s)))
-    text = pd.Series("", index=range(len(ep)), dtype=object)
-    text.loc[names.index] = names.to_numpy()
+    text = _strategy_names(used, len(ep))
     out = pd.DataFrame({
         "patient": ep["patient"].to_numpy(), "episode": ep["episode"].to_numpy(),
         "method": ep["method"].to_numpy(), "rupture_session": rupture,
@@ -202,6 +199,26 @@ def link_strategies(episodes: pd.DataFrame, codes: ObserverData, window: int = 0
             out[c] = ep[c].to_numpy()
     out.attrs["window"] = window
     return out
+
+
+def _windows(ep: pd.DataFrame, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rupture and repair sessions; the window end (``window`` later, never after the repair)."""
+    rupture = pd.to_numeric(ep["rupture_session"]).to_numpy(dtype="float64")
+    repair = pd.to_numeric(ep["repair_session"]).to_numpy(dtype="float64")
+    rep = ep["repaired"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    end = rupture + window
+    end = np.where(rep & ~np.isnan(repair), np.minimum(end, repair), end)
+    return rupture, repair, end
+
+
+def _strategy_names(used: pd.DataFrame, n_episodes: int) -> pd.Series:
+    """Per episode, the strategies used in its window ("; "-joined, first use first)."""
+    order = used.sort_values(["_row", "number", "strategy"], kind="stable", na_position="last")
+    names = order.groupby("_row", sort=False)["strategy"].agg(
+        lambda s: "; ".join(dict.fromkeys(s)))
+    text = pd.Series("", index=range(n_episodes), dtype=object)
+    text.loc[names.index] = names.to_numpy()
+    return text
 
 
 def _therapists(ep: pd.DataFrame, codes: ObserverData):
@@ -226,7 +243,7 @@ def strategy_counts(linked: pd.DataFrame, patients: pd.Index) -> pd.DataFrame:
     Examples
     --------
     >>> import pandas as pd
-    >>> from alliancetrack.strategy_links import strategy_counts
+    >>> from alliancetrack.detection.strategies import strategy_counts
     >>> linked = pd.DataFrame({"patient": [1, 1, 2], "n_strategies": pd.array([2, 1, None]),
     ...                        "n_immediate": pd.array([1, 1, None]),
     ...                        "n_expressive": pd.array([1, 0, None])})
@@ -269,7 +286,7 @@ def repair_rates(linked: pd.DataFrame, outcome: str = "repaired", by: str | None
     Examples
     --------
     >>> import pandas as pd
-    >>> from alliancetrack.strategy_links import repair_rates
+    >>> from alliancetrack.detection.strategies import repair_rates
     >>> linked = pd.DataFrame({"n_immediate": pd.array([1, 0, 2, 0, None]),
     ...                        "n_expressive": pd.array([0, 1, 1, 0, None]),
     ...                        "repaired": [True, True, False, False, True]})
