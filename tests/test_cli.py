@@ -109,7 +109,14 @@ def test_demo_writes_its_outputs(tmp_path):
     excluded = pd.read_csv(out / "excluded.csv")
     assert len(excluded) == 4
     agreement = pd.read_csv(out / "agreement_with_truth.csv")
-    assert set(agreement["method"]) == {f"rules:{p}" for p in at.PRESETS} | {"changepoint:l2"}
+    assert set(agreement["method"]) == ({f"rules:{p}" for p in at.PRESETS}
+                                        | {"changepoint:l2", "hmm"})
+    # the HMM's own figures against the planted episodes (same comparison as the demo's)
+    ep = pd.read_csv(out / "episodes.csv")
+    cmp = at.compare_episodes(ep.loc[ep["method"] == "hmm"], ex.truth, tolerance=1,
+                              patients=at.read_alliance(ex.sessions, scale="wai-sr"))
+    row = agreement.set_index("method").loc["hmm"]
+    assert row["f1"] == pytest.approx(cmp.overall["f1"].iloc[0])
 
 
 def test_import_is_light_and_every_public_name_resolves():

@@ -1,7 +1,8 @@
 """A self-contained HTML report of the whole analysis (``alliancetrack report``).
 
-:func:`write_report` detects episodes with every rule preset and change
-points, compares the methods, computes per-patient predictors, fits the
+:func:`write_report` detects episodes with every rule preset, change
+points and the cohort hidden Markov model (when the cohort is large enough
+to fit it), compares the methods, computes per-patient predictors, fits the
 outcome model when outcomes are given, draws the figures and writes
 ``report.html`` (figures embedded as base64 PNG, styles inline, no external
 files) together with the CSV tables it shows.
@@ -31,6 +32,8 @@ from alliancetrack.reading.alliance import AllianceData, as_alliance_data
 __all__ = ["write_report", "Progress", "format_value", "REPORT_FILES"]
 
 CHANGEPOINT = "changepoint"
+HMM = "hmm"
+_MODEL_METHODS = (CHANGEPOINT, HMM)
 
 #: Every file :func:`write_report` may write, relative to its folder (stale ones are removed).
 REPORT_FILES = (
@@ -136,11 +139,11 @@ _TABLE = _TEMPLATES.from_string('{% from "macros.html.j2" import table %}{{ tabl
 
 
 def _method_names(methods: Sequence[str] | None) -> list[str]:
-    names = list(PRESETS) + [CHANGEPOINT] if methods is None else list(methods)
-    bad = [m for m in names if m != CHANGEPOINT and m not in PRESETS]
+    names = [*PRESETS, *_MODEL_METHODS] if methods is None else list(methods)
+    bad = [m for m in names if m not in _MODEL_METHODS and m not in PRESETS]
     if bad:
-        raise ValueError(f"unknown method(s) {bad}; use rule presets {list(PRESETS)} or "
-                         f"{CHANGEPOINT!r}.")
+        raise ValueError(f"unknown method(s) {bad}; use rule presets {list(PRESETS)}, "
+                         f"{CHANGEPOINT!r} or {HMM!r}.")
     if not names:
         raise ValueError("give at least one method.")
     return names
@@ -316,8 +319,12 @@ def write_report(
     baseline : str
         Outcome and baseline columns of ``outcomes``.
     methods : sequence of str, optional
-        Rule presets and/or ``"changepoint"``; default every preset and
-        change points.
+        Rule presets, ``"changepoint"`` and/or ``"hmm"``; default all of
+        them.  The hidden Markov model is fitted to the whole cohort: with
+        too few analysed patients (fewer than 10) it is not run and the
+        report says so ("Not run: ..."), even when asked for; its warnings
+        (a small cohort, no convergence) are shown beside the episode
+        counts.
     primary : str, default "stiles-2sd"
         The method whose predictors feed the outcome model and the
         trajectory and cohort figures.
@@ -371,7 +378,8 @@ def write_report(
     save("data_summary", _data_summary(data))
     save("excluded", data.excluded.copy())
     try:
-        episodes, skipped, label_of = _detect_all(data, names, methods is not None, bar)
+        episodes, skipped, label_of, cautions = _detect_all(data, names, methods is not None,
+                                                            bar)
     except ValueError:
         bar.done()
         raise
@@ -416,6 +424,7 @@ def write_report(
     page = _TEMPLATES.get_template("report.html.j2").render(
         title=title, css=_TEMPLATES.get_template("report.css").render(), version=__version__,
         summary_text=_summary_text(data), sections=sections, tables=tables, skipped=skipped,
+        cautions=cautions,
         strategies=strategies,
         tolerance=f"{tolerance:g}", primary_label=primary_label, model=model,
         figures=figures, figure_notes=notes)
@@ -433,28 +442,47 @@ _SECTIONS = [("data-summary", "Data summary"), ("episodes", "Episodes per method
 
 
 def _detect_all(data: AllianceData, names: list[str], strict: bool, bar: Progress,
-                ) -> tuple[dict[str, pd.DataFrame], list[str], dict[str, str]]:
-    """Episodes of every method; a preset that cannot run is skipped (unless asked for)."""
+                ) -> tuple[dict[str, pd.DataFrame], list[str], dict[str, str], list[str]]:
+    """Episodes of every method; a preset that cannot run is skipped (unless asked for).
+
+    The HMM is skipped whenever the cohort is too small to fit (a property of
+    the data, not of the request); its warnings are returned as cautions.
+    """
     episodes: dict[str, pd.DataFrame] = {}
     skipped: list[str] = []
+    cautions: list[str] = []
     label_of: dict[str, str] = {}
     for m in names:
         bar.step(f"detecting: {m}")
         try:
-            if m == CHANGEPOINT:
-                ep = detect_episodes(data, method="changepoint")
-            else:
-                ep = detect_episodes(data, method="rules", rule=m)
-        except ValueError as exc:  # e.g. rci without a scale reliability
-            if strict:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                if m in _MODEL_METHODS:
+                    ep = detect_episodes(data, method=m)
+                else:
+                    ep = detect_episodes(data, method="rules", rule=m)
+        except ValueError as exc:  # e.g. rci without a scale reliability; HMM cohort too small
+            if strict and m != HMM:
                 raise
             skipped.append(f"{m}: {exc}")
             continue
-        ep.attrs = {}
-        label = f"rules:{m}" if m != CHANGEPOINT else "changepoint:l2"
+        for w in caught:
+            if m == HMM and issubclass(w.category, (UserWarning, RuntimeWarning)):
+                cautions.append(f"{m}: {w.message}")
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        label = _default_label(m)
+        # keep only the detector's label: an empty table still says which detector made it
+        # (episode_predictors needs it for the detector's exclusions)
+        det_label = ep.attrs.get("method") or (str(ep["method"].iloc[0]) if len(ep) else None)
+        ep.attrs = {"method": det_label} if det_label else {}
         label_of[m] = label
         episodes[label] = ep
-    return episodes, skipped, label_of
+    return episodes, skipped, label_of, cautions
+
+
+def _default_label(m: str) -> str:
+    return {CHANGEPOINT: "changepoint:l2", HMM: HMM}.get(m, f"rules:{m}")
 
 
 def _predictor_tables(data: AllianceData, episodes: dict[str, pd.DataFrame], primary_label: str,
