@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -60,6 +61,38 @@ def test_changepoint_method_from_the_command_line(tmp_path):
     assert main(["detect", str(example_path()), "--therapist", "therapist", "--method",
                  "changepoint", "--out", str(out)]) == 0
     assert pd.read_csv(out)["method"].unique().tolist() == ["changepoint:l2"]
+
+
+
+@pytest.mark.filterwarnings("ignore:sudden_changes. cutoff:UserWarning")
+@pytest.mark.parametrize("method", ["hmm", "sudden"])
+def test_model_and_sudden_methods_from_the_command_line(tmp_path, method):
+    out = tmp_path / f"{method}.csv"
+    extra = ["--set", "n_starts=1"] if method == "hmm" else []
+    assert main(["detect", str(example_path()), "--therapist", "therapist", "--scale", "wai-sr",
+                 "--method", method, *extra, "--out", str(out)]) == 0
+    got = pd.read_csv(out)
+    data = at.read_alliance(pd.read_csv(example_path()), therapist="therapist", scale="wai-sr")
+    opts = {"n_starts": 1} if method == "hmm" else {}
+    want = at.detect_episodes(data, method=method, **opts)
+    assert len(got) == len(want) > 0
+    assert got["method"].unique().tolist() == [want["method"].iloc[0]]
+    if method == "hmm":
+        assert want["method"].iloc[0] == "hmm[n_starts=1]"
+        np.testing.assert_allclose(got["probability"], want["probability"], rtol=1e-6)
+    key = ["patient", "rupture_session"]
+    np.testing.assert_array_equal(got[key].to_numpy(dtype=float), want[key].to_numpy(dtype=float))
+
+
+def test_detector_options_are_checked(capsys):
+    code = main(["detect", str(example_path()), "--therapist", "therapist", "--method", "hmm",
+                 "--set", "n_starts=0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "n_starts" in err and "Traceback" not in err
+    code = main(["detect", str(example_path()), "--method", "hmm", "--engine", "dask",
+                 "--out", "unused-dir"])
+    assert code == 2 and "--engine dask runs --method rules or changepoint" in (
+        capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("args, words", [
