@@ -23,6 +23,7 @@ import markupsafe
 import numpy as np
 import pandas as pd
 
+from alliancetrack._version import __version__
 from alliancetrack.agreement.compare import compare_episodes
 from alliancetrack.detection.detect import detect_episodes
 from alliancetrack.detection.rules import PRESETS
@@ -419,8 +420,6 @@ def write_report(
         strategies = markupsafe.Markup(strategy_section(
             strategy_codes, data, strategy_window, save, _html_table, figure))
         sections.insert(-1, ("strategies", "Repair strategies"))
-    from alliancetrack import __version__  # noqa: PLC0415
-
     page = _TEMPLATES.get_template("report.html.j2").render(
         title=title, css=_TEMPLATES.get_template("report.css").render(), version=__version__,
         summary_text=_summary_text(data), sections=sections, tables=tables, skipped=skipped,
