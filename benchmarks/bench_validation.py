@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 
 import alliancetrack as at
-from alliancetrack.simulation.studies import _ols_test
+from alliancetrack.simulation.outcome_studies import _ols_test
 
 
 def best(fn, repeat: int = 5) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -62,6 +63,38 @@ def test_changepoint_method_from_the_command_line(tmp_path):
     assert pd.read_csv(out)["method"].unique().tolist() == ["changepoint:l2"]
 
 
+
+@pytest.mark.filterwarnings("ignore:sudden_changes. cutoff:UserWarning")
+@pytest.mark.parametrize("method", ["hmm", "sudden"])
+def test_model_and_sudden_methods_from_the_command_line(tmp_path, method):
+    out = tmp_path / f"{method}.csv"
+    extra = ["--set", "n_starts=1"] if method == "hmm" else []
+    assert main(["detect", str(example_path()), "--therapist", "therapist", "--scale", "wai-sr",
+                 "--method", method, *extra, "--out", str(out)]) == 0
+    got = pd.read_csv(out)
+    data = at.read_alliance(pd.read_csv(example_path()), therapist="therapist", scale="wai-sr")
+    opts = {"n_starts": 1} if method == "hmm" else {}
+    want = at.detect_episodes(data, method=method, **opts)
+    assert len(got) == len(want) > 0
+    assert got["method"].unique().tolist() == [want["method"].iloc[0]]
+    if method == "hmm":
+        assert want["method"].iloc[0] == "hmm[n_starts=1]"
+        np.testing.assert_allclose(got["probability"], want["probability"], rtol=1e-6)
+    key = ["patient", "rupture_session"]
+    np.testing.assert_array_equal(got[key].to_numpy(dtype=float), want[key].to_numpy(dtype=float))
+
+
+def test_detector_options_are_checked(capsys):
+    code = main(["detect", str(example_path()), "--therapist", "therapist", "--method", "hmm",
+                 "--set", "n_starts=0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "n_starts" in err and "Traceback" not in err
+    code = main(["detect", str(example_path()), "--method", "hmm", "--engine", "dask",
+                 "--out", "unused-dir"])
+    assert code == 2 and "--engine dask runs --method rules or changepoint" in (
+        capsys.readouterr().err)
+
+
 @pytest.mark.parametrize("args, words", [
     (["--score", "nope"], "Column(s) ['nope'] not found"),
     (["--rule", "strauss-1sd", "--set", "thresold=2"], "--set 'thresold=2'"),
@@ -109,7 +142,14 @@ def test_demo_writes_its_outputs(tmp_path):
     excluded = pd.read_csv(out / "excluded.csv")
     assert len(excluded) == 4
     agreement = pd.read_csv(out / "agreement_with_truth.csv")
-    assert set(agreement["method"]) == {f"rules:{p}" for p in at.PRESETS} | {"changepoint:l2"}
+    assert set(agreement["method"]) == ({f"rules:{p}" for p in at.PRESETS}
+                                        | {"changepoint:l2", "hmm"})
+    # the HMM's own figures against the planted episodes (same comparison as the demo's)
+    ep = pd.read_csv(out / "episodes.csv")
+    cmp = at.compare_episodes(ep.loc[ep["method"] == "hmm"], ex.truth, tolerance=1,
+                              patients=at.read_alliance(ex.sessions, scale="wai-sr"))
+    row = agreement.set_index("method").loc["hmm"]
+    assert row["f1"] == pytest.approx(cmp.overall["f1"].iloc[0])
 
 
 def test_import_is_light_and_every_public_name_resolves():

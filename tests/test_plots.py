@@ -200,3 +200,44 @@ def test_save_formats(small, tmp_path, suffix):
     head = out.read_bytes()[:8]
     assert out.stat().st_size > 1000
     assert {"png": b"\x89PNG", "svg": b"<?xml", "pdf": b"%PDF"}[suffix] in head
+
+
+def test_trajectories_shade_sessions_by_rupture_probability():
+    df = pd.DataFrame({"patient": np.repeat([1, 2], 6), "session": np.tile(range(1, 7), 2),
+                       "alliance": [4, 4.1, 2, 2.1, 4, 4, 3.9, 4, 4.1, np.nan, 4, 3.9]})
+    probs = df[["patient", "session"]].assign(
+        p_rupture=[0, 0.1, 0.9, 1.0, 0.2, 0, 0, 0, 0.4, np.nan, 0.6, 0.05])
+    p = at.plot_trajectories(df, probabilities=probs, patients=[2, 1])
+    (rect,) = _layers(p, p9.geom_rect)
+    shade = _data(rect)
+    # one tile per rated session with a probability (the missing rating is not shaded)
+    want = probs.dropna()
+    assert len(shade) == len(want) == 11
+    got = shade.assign(patient=shade["patient"].astype(int)).sort_values(["patient", "session"])
+    np.testing.assert_array_equal(got["xmin"], want["session"] - 0.5)
+    np.testing.assert_array_equal(got["xmax"], want["session"] + 0.5)
+    np.testing.assert_array_equal(got["p_rupture"], want["p_rupture"])
+    # drawn opacity is linear in p: 0 -> transparent, 1 -> 0.5, whatever the range in the data
+    p.draw()
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    built = p.layers.data[0]
+    assert sorted(np.round(built["alpha"], 6)) == sorted(np.round(0.5 * want["p_rupture"], 6))
+    assert set(built["fill"]) == {"#CC79A7"}
+    # episodes still get their own spans on top of the shading
+    ep = at.detect_episodes(df, rule="stiles-2sd")
+    with_ep = at.plot_trajectories(df, ep, probabilities=probs)
+    assert len(_layers(with_ep, p9.geom_rect)) == 1 + (len(ep) > 0)
+
+
+def test_trajectories_probabilities_are_checked():
+    df = pd.DataFrame({"patient": 1, "session": range(1, 7),
+                       "alliance": [4.0, 4.1, 2.0, 2.1, 4.0, 4.0]})
+    with pytest.raises(at.AllianceDataError, match="p_rupture"):
+        at.plot_trajectories(df, probabilities=df[["patient", "session"]])
+    bad = df[["patient", "session"]].assign(p_rupture=[0, 0, 1.5, 0, 0, 0])
+    with pytest.raises(at.AllianceDataError, match=r"\[0, 1\]"):
+        at.plot_trajectories(df, probabilities=bad)
+    with pytest.raises(ValueError, match="DataFrame"):
+        at.plot_trajectories(df, probabilities=[0.1] * 6)

@@ -133,11 +133,15 @@ def test_report_content(report):
     assert summary["patients"] == 41 and summary["excluded"] == 1
     assert pd.read_csv(out / "excluded.csv")["patient"].tolist() == [999]
     counts = pd.read_csv(out / "episode_counts.csv")
-    assert counts["method"].tolist() == [f"rules:{p}" for p in at.PRESETS] + ["changepoint:l2"]
+    assert counts["method"].tolist() == ([f"rules:{p}" for p in at.PRESETS]
+                                         + ["changepoint:l2", "hmm"])
     episodes = pd.read_csv(out / "episodes.csv")
     assert episodes.groupby("method", sort=False).size().tolist() == counts["episodes"].tolist()
     agreement = pd.read_csv(out / "agreement.csv")
-    assert len(agreement) == 5 * 4 // 2
+    assert len(agreement) == 6 * 5 // 2
+    hmm = episodes.loc[episodes["method"] == "hmm"]
+    assert hmm["probability"].between(0, 1).all()
+    assert episodes.loc[episodes["method"] != "hmm", "probability"].isna().all()
     model = pd.read_csv(out / "model.csv")
     assert model["term"].tolist() == ["(Intercept)", "bdi_pre", "n_repaired", "n_unrepaired"]
 

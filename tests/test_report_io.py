@@ -57,3 +57,29 @@ def test_singular_fit_is_flagged(tmp_path):
     page = at.write_report(data, tmp_path, outcomes=oc, methods=["stiles-2sd"])["report"]
     assert ("Singular fit" in page.read_text()) == bool(fit.fit.singular)
     assert fit.fit.singular, "the example should give a singular fit; pick another seed"
+
+
+def test_hmm_on_a_small_cohort_is_a_note_not_an_abort(tmp_path):
+    ex = at.datasets.load_example()
+    tiny = at.read_alliance(ex.sessions[ex.sessions["patient"] <= 6], scale="wai-sr")
+    # asked for explicitly, the HMM still becomes a note: the cohort is too small to fit
+    paths = at.write_report(tiny, tmp_path / "tiny", methods=["stiles-2sd", "hmm"])
+    page = html.unescape(paths["report"].read_text())
+    assert "Not run: hmm:" in page and "at least 10 analysed patients" in page
+    counts = pd.read_csv(paths["episode_counts"])
+    assert counts["method"].tolist() == ["rules:stiles-2sd"]
+    # only the HMM asked for, and it cannot run: the report says why no method ran
+    try:
+        at.write_report(tiny, tmp_path / "none", methods=["hmm"])
+    except ValueError as exc:
+        assert "no detection method could run" in str(exc) and "hmm" in str(exc)
+    else:
+        raise AssertionError("a report with no method that ran must be refused")
+    # a cohort large enough to fit but small enough to warn: the warning is a caution
+    small = at.read_alliance(ex.sessions[ex.sessions["patient"] <= 20], scale="wai-sr")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the HMM's warning does not escape write_report
+        paths = at.write_report(small, tmp_path / "small", methods=["hmm"])
+    page = html.unescape(paths["report"].read_text())
+    assert "Caution: hmm: Only" in page
+    assert pd.read_csv(paths["episode_counts"])["method"].tolist() == ["hmm"]

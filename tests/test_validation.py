@@ -12,7 +12,7 @@ import statsmodels.api as sm
 
 import alliancetrack as at
 from alliancetrack.cli import main
-from alliancetrack.simulation.studies import _ols_test
+from alliancetrack.simulation.outcome_studies import _ols_test
 
 NOISELESS = {"noise_sd": 0, "growth": 0, "missing_rate": 0, "grid": 0, "patient_sd": 0.1,
              "therapist_sd": 0.05}

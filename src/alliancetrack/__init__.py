@@ -71,9 +71,10 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "plotting.strategies": ("plot_strategy_repair",),
     "reading.reported": ("ObserverData", "PSQData", "read_3rs", "read_psq"),
     "report.html": ("write_report",),
-    "simulation.studies": ("EVALUATION_COLUMNS", "PowerResult", "SensitivityResult",
-                           "ValidationResult", "evaluate_detection", "power_analysis",
-                           "rupture_definitions", "sensitivity_analysis", "validation_study"),
+    "simulation.outcome_studies": ("PowerResult", "SensitivityResult", "power_analysis",
+                                   "rupture_definitions", "sensitivity_analysis"),
+    "simulation.studies": ("EVALUATION_COLUMNS", "ValidationResult", "evaluate_detection",
+                           "validation_study"),
 }
 _LAZY_NAMES = {name: module for module, names in _LAZY.items() for name in names}
 
@@ -149,15 +150,17 @@ if TYPE_CHECKING:  # static analysers and the API docs see the lazy names as imp
     )
     from alliancetrack.reading.reported import ObserverData, PSQData, read_3rs, read_psq
     from alliancetrack.report.html import write_report
-    from alliancetrack.simulation.studies import (
-        EVALUATION_COLUMNS,
+    from alliancetrack.simulation.outcome_studies import (
         PowerResult,
         SensitivityResult,
-        ValidationResult,
-        evaluate_detection,
         power_analysis,
         rupture_definitions,
         sensitivity_analysis,
+    )
+    from alliancetrack.simulation.studies import (
+        EVALUATION_COLUMNS,
+        ValidationResult,
+        evaluate_detection,
         validation_study,
     )
 

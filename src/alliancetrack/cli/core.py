@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 from pathlib import Path
 
 from alliancetrack.cli.common import (
@@ -25,20 +26,54 @@ __all__ = ["register"]
 
 
 def _add_method_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", choices=["rules", "changepoint"], default="rules",
-                   help="dip-and-recovery rules (default) or change-point detection")
+    p.add_argument("--method", choices=list(METHODS), default="rules",
+                   help="dip-and-recovery rules (default), change-point detection, sudden "
+                        "changes (Tang & DeRubeis) or the cohort hidden Markov model (hmm: "
+                        "episodes with a posterior probability; needs at least 10 patients)")
     p.add_argument("--rule", default="stiles-2sd", choices=sorted(PRESETS),
                    help="rule preset (default stiles-2sd); see `alliancetrack presets`")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", dest="overrides",
-                   help="override a rule field, e.g. --set threshold=1.5 --set repair_window=3")
+                   help="override a rule field, e.g. --set threshold=1.5 --set repair_window=3; "
+                        "with --method sudden or hmm, a detector parameter, e.g. "
+                        "--set n_starts=5 (values are Python literals)")
     p.add_argument("--out", default=None, help="output CSV (default: standard output)")
+
+
+#: ``--method`` choices: the rules, change points, sudden changes and the cohort HMM.
+METHODS = ("rules", "changepoint", "sudden", "hmm")
+
+
+def _detector_options(items: list[str] | None, method: str) -> dict:
+    """``--set FIELD=VALUE`` items as detector parameters (values read as Python literals).
+
+    The detector checks the names and values (a clear error names the bad one).
+
+    Examples
+    --------
+    >>> _detector_options(["n_starts=5", "dip_unit=noise"], "hmm")
+    {'n_starts': 5, 'dip_unit': 'noise'}
+    """
+    out: dict = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key.isidentifier():
+            raise AllianceDataError(f"--set {item!r}: expected FIELD=VALUE for --method {method}.")
+        try:
+            out[key] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            out[key] = value.strip()
+    return out
 
 
 def _episodes(args, data):
     if args.method == "changepoint":
         if args.overrides:
-            raise AllianceDataError("--set applies to --method rules only.")
+            raise AllianceDataError("--set applies to --method rules, sudden or hmm.")
         return detect_episodes(data, method="changepoint")
+    if args.method in ("sudden", "hmm"):
+        return detect_episodes(data, method=args.method,
+                               **_detector_options(args.overrides, args.method))
     return detect_episodes(data, method="rules", rule=args.rule,
                            **parse_overrides(args.overrides))
 

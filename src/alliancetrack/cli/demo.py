@@ -19,7 +19,8 @@ drop-outs are excluded; simulated, so the true episodes are known).
 report.html               the whole analysis in one page (open it in a browser)
 data_summary.csv          patients, sessions, missing ratings, exclusions
 excluded.csv              patients not analysed and why
-episodes.csv              episodes of every rule preset and of change-point detection
+episodes.csv              episodes of every rule preset, of change-point detection and of the
+                          cohort hidden Markov model (hmm, with a posterior probability)
 episode_counts.csv        episodes per method
 agreement.csv             agreement between the methods
 agreement_with_truth.csv  each method against the planted (true) episodes

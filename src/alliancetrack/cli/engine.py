@@ -82,6 +82,10 @@ def run_dask(args: argparse.Namespace, what: str) -> int:
 
     if args.out is None or args.out == "-":
         raise AllianceDataError("--engine dask writes a Parquet folder: give --out DIR.")
+    if args.method not in ("rules", "changepoint"):
+        raise AllianceDataError(
+            f"--engine dask runs --method rules or changepoint, not {args.method!r} "
+            "(run it with the default pandas engine).")
     if args.method == "changepoint" and args.overrides:
         raise AllianceDataError("--set applies to --method rules only.")
     opts = {} if args.method == "changepoint" else parse_overrides(args.overrides)

@@ -76,8 +76,9 @@ def register(subparsers) -> None:
     p.add_argument("--outcome", default=None, help="outcome column (default bdi_post)")
     p.add_argument("--baseline", default=None, help="baseline column of the outcome")
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
-                   choices=sorted(PRESETS) + ["changepoint"],
-                   help="methods to run (default: every preset and changepoint)")
+                   choices=sorted(PRESETS) + ["changepoint", "hmm"],
+                   help="methods to run (default: every preset, changepoint and hmm; hmm "
+                        "is not run on fewer than 10 patients)")
     p.add_argument("--primary", default="stiles-2sd",
                    help="method whose predictors feed the model and figures (default "
                    "stiles-2sd)")

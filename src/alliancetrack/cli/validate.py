@@ -81,7 +81,8 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alliancetrack.simulation.studies import power_analysis, validation_study  # noqa: PLC0415 (statsmodels)
+    from alliancetrack.simulation.outcome_studies import power_analysis  # noqa: PLC0415 (statsmodels)
+    from alliancetrack.simulation.studies import validation_study  # noqa: PLC0415 (statsmodels)
 
     out = prepare_output_dir(args.out, ["validation_table.csv", "validation_f1.png",
                                         "power_table.csv", "power_simulations.csv", "power.png"],

@@ -160,9 +160,11 @@ class HMMDetector(Detector):
         ``partial=True``.
     dip_spread : bool, default False
         Let dips vary between episodes: rupture-state emissions get the
-        extra variance ``dip_sd²`` (estimated).  Mixed results in the
-        validation (better on rough data with clear dips, worse on shallow
-        dips in noise), so off by default.
+        extra variance ``dip_sd²`` (estimated).  It makes the intermediate
+        probabilities better calibrated (ruptures shallower than the shared
+        dip otherwise get too low a probability) at the same mean F1, but
+        with ``subsample`` smaller than the cohort a warm start can land in a
+        poor optimum, so it is off by default (docs/hmm.md, calibration).
     subsample : int, default 5000
         In larger cohorts the ``n_starts`` starts are run on this many
         randomly drawn patients and the whole cohort is fitted once, from

@@ -526,6 +526,10 @@ def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = N
             dip_spread: bool = False, subsample: int = 5000, seed: int = 0) -> tuple[FitResult, list[FitResult], np.ndarray]:
     """Fit the cohort HMM from several starts; the best by log-likelihood first.
 
+    The keyword arguments ``df, dip_unit, n_starts, max_iter, tol, prior_df,
+    partial, decline, dip_spread, seed`` are those of
+    :class:`alliancetrack.detection.hmm.HMMDetector`.
+
     Parameters
     ----------
     X : ndarray (N, T)

@@ -190,6 +190,39 @@ def _panel_size(n_panels: int, ncol: int) -> tuple[float, float]:
     return width, 0.9 + 1.35 * nrow
 
 
+def _probability_layers(probabilities: pd.DataFrame, chosen: list,
+                        cat: pd.CategoricalDtype) -> list:
+    """Per-session shading by ``p_rupture`` (a rect layer and its alpha scale)."""
+    if not isinstance(probabilities, pd.DataFrame):
+        raise ValueError("probabilities must be a DataFrame with columns patient, session, "
+                         f"p_rupture (from at.rupture_probabilities), got "
+                         f"{type(probabilities).__name__}.")
+    need = ["patient", "session", "p_rupture"]
+    lacking = [c for c in need if c not in probabilities.columns]
+    if lacking:
+        raise AllianceDataError(
+            f"probabilities lacks column(s) {lacking}; it needs {need} "
+            "(the output of at.rupture_probabilities).")
+    pr = probabilities.loc[probabilities["patient"].isin(chosen), need].copy()
+    pr.attrs = {}
+    pr["p_rupture"] = pd.to_numeric(pr["p_rupture"], errors="coerce")
+    pr = pr.loc[pr["p_rupture"].notna()]
+    bad = pr.loc[~pr["p_rupture"].between(0.0, 1.0)]
+    if len(bad):
+        rows = bad[["patient", "session"]].head(5).to_dict("records")
+        raise AllianceDataError(
+            f"p_rupture must lie in [0, 1]; {len(bad)} row(s) do not, e.g. {rows}.")
+    pr["patient"] = pr["patient"].astype(cat)
+    pr["xmin"] = pr["session"] - 0.5
+    pr["xmax"] = pr["session"] + 0.5
+    return [
+        p9.geom_rect(p9.aes(xmin="xmin", xmax="xmax", alpha="p_rupture"), data=pr,
+                     ymin=-np.inf, ymax=np.inf, fill=OKABE_ITO["reddish_purple"],
+                     inherit_aes=False),
+        p9.scale_alpha_continuous(range=(0.0, 0.5), limits=(0.0, 1.0), name="P(rupture)"),
+    ]
+
+
 # --------------------------------------------------------------------------- trajectories
 def plot_trajectories(
     data,
@@ -205,6 +238,7 @@ def plot_trajectories(
     predictors: pd.DataFrame | None = None,
     pre_level: bool = True,
     base_size: float = 8,
+    probabilities: pd.DataFrame | None = None,
 ) -> p9.ggplot:
     """Alliance trajectories, one panel per patient, with rupture-repair episodes.
 
@@ -214,7 +248,9 @@ def plot_trajectories(
     to the repair session; unrepaired ruptures are shaded vermillion from the
     rupture session to the end of treatment and marked with a cross.  The
     pre-rupture reference level is a dashed segment.  Optionally, the segment
-    means of change-point detection are drawn as orange steps.
+    means of change-point detection are drawn as orange steps, and each rated
+    session is shaded (reddish purple, more opaque = more probable) by its
+    posterior probability of lying in a rupture.
 
     Parameters
     ----------
@@ -246,6 +282,13 @@ def plot_trajectories(
         Draw the pre-rupture level.
     base_size : float, default 8
         Font size (points).
+    probabilities : DataFrame, optional
+        Per-session rupture probabilities, ``patient, session, p_rupture``
+        (the output of :func:`alliancetrack.rupture_probabilities`): each
+        session of the shown patients is shaded from ``session - 0.5`` to
+        ``session + 0.5`` with opacity proportional to ``p_rupture``
+        (transparent at 0, alpha 0.5 at 1).  Sessions with a NaN
+        probability (missing ratings) are not shaded.
 
     Returns
     -------
@@ -264,6 +307,10 @@ def plot_trajectories(
     >>> p = at.plot_trajectories(data, ep, group="unrepaired", sample=4, seed=1)
     >>> p.data["patient"].nunique()
     4
+    >>> probs = at.rupture_probabilities(data, n_starts=1)
+    >>> p = at.plot_trajectories(data, patients=[1, 5], probabilities=probs)
+    >>> type(p.layers[0].geom).__name__
+    'geom_rect'
     """
     ad = as_alliance_data(data)
     if episodes is not None:
@@ -276,62 +323,16 @@ def plot_trajectories(
     frame["patient"] = frame["patient"].astype(cat)
     lines = _path_runs(frame)
     missing = frame.loc[frame["alliance"].isna()]
-    last = frame.groupby("patient", observed=True)["session"].max()
 
     p = p9.ggplot(frame, p9.aes("session", "alliance"))
+    if probabilities is not None:
+        p += _probability_layers(probabilities, chosen, cat)
     legend_fill: dict[str, str] = {}
     if episodes is not None and len(episodes):
-        ep = episodes.loc[episodes["patient"].isin(chosen)].copy()
-        ep.attrs = {}
-        ep["patient"] = ep["patient"].astype(cat)
-        ep["status"] = np.where(ep["repaired"].astype(bool), "repaired", "unrepaired")
-        end = ep["repair_session"].where(ep["repaired"].astype(bool))
-        ep["span_end"] = end.fillna(ep["patient"].map(last).astype(float))
-        ep["xmin"] = ep["rupture_session"] - 0.5
-        ep["xmax"] = ep["span_end"] + 0.5
-        if len(ep):
-            legend_fill = {k: v for k, v in _EPISODE_FILL.items()
-                           if k in set(ep["status"])}
-            p += p9.geom_rect(
-                p9.aes(xmin="xmin", xmax="xmax", fill="status"), data=ep,
-                ymin=-np.inf, ymax=np.inf, alpha=0.25, inherit_aes=False,
-            )
-            if pre_level:
-                pre = ep.assign(x0=ep["rupture_session"] - 1.0, x1=ep["span_end"])
-                p += p9.geom_segment(
-                    p9.aes(x="x0", xend="x1", y="pre_level", yend="pre_level"), data=pre,
-                    linetype="dashed", colour="#555555", size=0.4, inherit_aes=False,
-                )
-            unrep = ep.loc[ep["status"] == "unrepaired"].merge(
-                frame[["patient", "session", "alliance"]],
-                left_on=["patient", "rupture_session"], right_on=["patient", "session"],
-                how="left",
-            )
-            if len(unrep):
-                p += p9.geom_point(
-                    p9.aes("rupture_session", "alliance"), data=unrep, shape="x",
-                    colour=OKABE_ITO["vermillion"], size=3.2, stroke=0.9, inherit_aes=False,
-                )
+        layers, legend_fill = _episode_layers(episodes, chosen, cat, frame, pre_level)
+        p += layers
     if changepoints is not False and changepoints is not None:
-        if isinstance(changepoints, pd.DataFrame):
-            segs = changepoints
-        else:
-            opts = dict(changepoints) if isinstance(changepoints, Mapping) else {}
-            sub = AllianceData(frame=ad.frame.loc[ad.frame["patient"].isin(chosen)],
-                               excluded=ad.excluded, scale=ad.scale, patients=ad.patients,
-                               min_timepoints=ad.min_timepoints,
-                               higher_is_better=ad.higher_is_better)
-            segs = changepoint_segments(sub if len(chosen) < len(ad.patients) else ad, **opts)
-        segs = segs.loc[segs["patient"].isin(chosen)].copy()
-        segs["patient"] = segs["patient"].astype(cat)
-        segs["x0"] = segs["start_session"] - 0.5
-        segs["x1"] = segs["end_session"] + 0.5
-        segs["overlay"] = "change-point level"
-        p += p9.geom_segment(
-            p9.aes(x="x0", xend="x1", y="mean", yend="mean", colour="overlay"), data=segs,
-            size=1.0, alpha=0.85, inherit_aes=False,
-        )
-        p += p9.scale_colour_manual(values={"change-point level": OKABE_ITO["orange"]})
+        p += _changepoint_layers(ad, changepoints, chosen, cat)
     p += p9.geom_path(p9.aes(group="run"), data=lines, colour="#333333", size=0.45)
     p += p9.geom_point(data=lines, colour="#000000", size=0.9)
     if len(missing):
@@ -625,3 +626,66 @@ def plot_coefficients(fit_or_coefs, *, intercept: bool = False,
                          legend_title=p9.element_blank())
     )
     return p
+
+
+def _episode_layers(episodes: pd.DataFrame, chosen: list, cat: pd.CategoricalDtype,
+                    frame: pd.DataFrame, pre_level: bool) -> tuple[list, dict[str, str]]:
+    """Rupture-to-repair spans, pre-rupture levels and unrepaired-rupture crosses."""
+    last = frame.groupby("patient", observed=True)["session"].max()
+    ep = episodes.loc[episodes["patient"].isin(chosen)].copy()
+    ep.attrs = {}
+    ep["patient"] = ep["patient"].astype(cat)
+    ep["status"] = np.where(ep["repaired"].astype(bool), "repaired", "unrepaired")
+    end = ep["repair_session"].where(ep["repaired"].astype(bool))
+    ep["span_end"] = end.fillna(ep["patient"].map(last).astype(float))
+    ep["xmin"] = ep["rupture_session"] - 0.5
+    ep["xmax"] = ep["span_end"] + 0.5
+    if not len(ep):
+        return [], {}
+    legend_fill = {k: v for k, v in _EPISODE_FILL.items() if k in set(ep["status"])}
+    layers = [p9.geom_rect(
+        p9.aes(xmin="xmin", xmax="xmax", fill="status"), data=ep,
+        ymin=-np.inf, ymax=np.inf, alpha=0.25, inherit_aes=False,
+    )]
+    if pre_level:
+        pre = ep.assign(x0=ep["rupture_session"] - 1.0, x1=ep["span_end"])
+        layers.append(p9.geom_segment(
+            p9.aes(x="x0", xend="x1", y="pre_level", yend="pre_level"), data=pre,
+            linetype="dashed", colour="#555555", size=0.4, inherit_aes=False,
+        ))
+    unrep = ep.loc[ep["status"] == "unrepaired"].merge(
+        frame[["patient", "session", "alliance"]],
+        left_on=["patient", "rupture_session"], right_on=["patient", "session"], how="left",
+    )
+    if len(unrep):
+        layers.append(p9.geom_point(
+            p9.aes("rupture_session", "alliance"), data=unrep, shape="x",
+            colour=OKABE_ITO["vermillion"], size=3.2, stroke=0.9, inherit_aes=False,
+        ))
+    return layers, legend_fill
+
+
+def _changepoint_layers(ad: AllianceData, changepoints, chosen: list,
+                        cat: pd.CategoricalDtype) -> list:
+    """Change-point segment levels (given, or detected on the chosen patients)."""
+    if isinstance(changepoints, pd.DataFrame):
+        segs = changepoints
+    else:
+        opts = dict(changepoints) if isinstance(changepoints, Mapping) else {}
+        sub = AllianceData(frame=ad.frame.loc[ad.frame["patient"].isin(chosen)],
+                           excluded=ad.excluded, scale=ad.scale, patients=ad.patients,
+                           min_timepoints=ad.min_timepoints,
+                           higher_is_better=ad.higher_is_better)
+        segs = changepoint_segments(sub if len(chosen) < len(ad.patients) else ad, **opts)
+    segs = segs.loc[segs["patient"].isin(chosen)].copy()
+    segs["patient"] = segs["patient"].astype(cat)
+    segs["x0"] = segs["start_session"] - 0.5
+    segs["x1"] = segs["end_session"] + 0.5
+    segs["overlay"] = "change-point level"
+    return [
+        p9.geom_segment(
+            p9.aes(x="x0", xend="x1", y="mean", yend="mean", colour="overlay"), data=segs,
+            size=1.0, alpha=0.85, inherit_aes=False,
+        ),
+        p9.scale_colour_manual(values={"change-point level": OKABE_ITO["orange"]}),
+    ]

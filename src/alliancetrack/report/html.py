@@ -1,7 +1,8 @@
 """A self-contained HTML report of the whole analysis (``alliancetrack report``).
 
-:func:`write_report` detects episodes with every rule preset and change
-points, compares the methods, computes per-patient predictors, fits the
+:func:`write_report` detects episodes with every rule preset, change
+points and the cohort hidden Markov model (when the cohort is large enough
+to fit it), compares the methods, computes per-patient predictors, fits the
 outcome model when outcomes are given, draws the figures and writes
 ``report.html`` (figures embedded as base64 PNG, styles inline, no external
 files) together with the CSV tables it shows.
@@ -32,6 +33,8 @@ from alliancetrack.reading.alliance import AllianceData, as_alliance_data
 __all__ = ["write_report", "Progress", "format_value", "REPORT_FILES"]
 
 CHANGEPOINT = "changepoint"
+HMM = "hmm"
+_MODEL_METHODS = (CHANGEPOINT, HMM)
 
 #: Every file :func:`write_report` may write, relative to its folder (stale ones are removed).
 REPORT_FILES = (
@@ -137,11 +140,11 @@ _TABLE = _TEMPLATES.from_string('{% from "macros.html.j2" import table %}{{ tabl
 
 
 def _method_names(methods: Sequence[str] | None) -> list[str]:
-    names = list(PRESETS) + [CHANGEPOINT] if methods is None else list(methods)
-    bad = [m for m in names if m != CHANGEPOINT and m not in PRESETS]
+    names = [*PRESETS, *_MODEL_METHODS] if methods is None else list(methods)
+    bad = [m for m in names if m not in _MODEL_METHODS and m not in PRESETS]
     if bad:
-        raise ValueError(f"unknown method(s) {bad}; use rule presets {list(PRESETS)} or "
-                         f"{CHANGEPOINT!r}.")
+        raise ValueError(f"unknown method(s) {bad}; use rule presets {list(PRESETS)}, "
+                         f"{CHANGEPOINT!r} or {HMM!r}.")
     if not names:
         raise ValueError("give at least one method.")
     return names
@@ -317,8 +320,12 @@ def write_report(
     baseline : str
         Outcome and baseline columns of ``outcomes``.
     methods : sequence of str, optional
-        Rule presets and/or ``"changepoint"``; default every preset and
-        change points.
+        Rule presets, ``"changepoint"`` and/or ``"hmm"``; default all of
+        them.  The hidden Markov model is fitted to the whole cohort: with
+        too few analysed patients (fewer than 10) it is not run and the
+        report says so ("Not run: ..."), even when asked for; its warnings
+        (a small cohort, no convergence) are shown beside the episode
+        counts.
     primary : str, default "stiles-2sd"
         The method whose predictors feed the outcome model and the
         trajectory and cohort figures.
@@ -352,13 +359,7 @@ def write_report(
     """
     data = as_alliance_data(data)
     names = _method_names(methods)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out={str(out)!r} is a file; write_report needs a folder.")
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    for name in REPORT_FILES:  # a previous run's files must not sit beside this report
-        if (out / name).is_file():
-            (out / name).unlink()
+    out = _prepare_folder(out)
     bar = Progress(len(names) + 3 + 4 + (1 if outcomes is not None else 0), enabled=progress)
     written: dict[str, Path] = {}
     tables: dict[str, dict] = {}
@@ -372,7 +373,8 @@ def write_report(
     save("data_summary", _data_summary(data))
     save("excluded", data.excluded.copy())
     try:
-        episodes, skipped, label_of = _detect_all(data, names, methods is not None, bar)
+        episodes, skipped, label_of, cautions = _detect_all(data, names, methods is not None,
+                                                            bar)
     except ValueError:
         bar.done()
         raise
@@ -391,10 +393,7 @@ def write_report(
     model, fit = None, None
     if outcomes is not None:
         bar.step("outcome model")
-        oc = outcomes.copy()
-        if "therapist" not in oc and "therapist" in data.frame:
-            th = data.frame.drop_duplicates("patient").set_index("patient")["therapist"]
-            oc["therapist"] = oc["patient"].map(th)
+        oc = _with_therapists(outcomes, data)
         model, fit, model_tables = _model_section(pred, oc, outcome, baseline, save)
         tables.update(model_tables)
     figures, notes = _figures(data, episodes[primary_label], all_ep, pred, fit, primary_label,
@@ -412,10 +411,10 @@ def write_report(
         strategies = markupsafe.Markup(strategy_section(
             strategy_codes, data, strategy_window, save, _html_table, figure))
         sections.insert(-1, ("strategies", "Repair strategies"))
-
     page = _TEMPLATES.get_template("report.html.j2").render(
         title=title, css=_TEMPLATES.get_template("report.css").render(), version=__version__,
         summary_text=_summary_text(data), sections=sections, tables=tables, skipped=skipped,
+        cautions=cautions,
         strategies=strategies,
         tolerance=f"{tolerance:g}", primary_label=primary_label, model=model,
         figures=figures, figure_notes=notes)
@@ -426,6 +425,27 @@ def write_report(
     return written
 
 
+def _prepare_folder(out: str | Path) -> Path:
+    """The output folder, created, without a previous run's files (REPORT_FILES)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out={str(out)!r} is a file; write_report needs a folder.")
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    for name in REPORT_FILES:  # a previous run's files must not sit beside this report
+        if (out / name).is_file():
+            (out / name).unlink()
+    return out
+
+
+def _with_therapists(outcomes: pd.DataFrame, data: AllianceData) -> pd.DataFrame:
+    """The outcomes with the therapist of each patient from the ratings, when they lack it."""
+    oc = outcomes.copy()
+    if "therapist" not in oc and "therapist" in data.frame:
+        th = data.frame.drop_duplicates("patient").set_index("patient")["therapist"]
+        oc["therapist"] = oc["patient"].map(th)
+    return oc
+
+
 _SECTIONS = [("data-summary", "Data summary"), ("episodes", "Episodes per method"),
              ("agreement", "Agreement between methods"),
              ("predictors", "Per-patient predictors"), ("model", "Outcome model"),
@@ -433,27 +453,49 @@ _SECTIONS = [("data-summary", "Data summary"), ("episodes", "Episodes per method
 
 
 def _detect_all(data: AllianceData, names: list[str], strict: bool, bar: Progress,
-                ) -> tuple[dict[str, pd.DataFrame], list[str], dict[str, str]]:
-    """Episodes of every method; a preset that cannot run is skipped (unless asked for)."""
+                ) -> tuple[dict[str, pd.DataFrame], list[str], dict[str, str], list[str]]:
+    """Episodes of every method; a preset that cannot run is skipped (unless asked for).
+
+    The HMM is skipped whenever the cohort is too small to fit (a property of
+    the data, not of the request); its warnings are returned as cautions.
+    """
     episodes: dict[str, pd.DataFrame] = {}
     skipped: list[str] = []
+    cautions: list[str] = []
     label_of: dict[str, str] = {}
     for m in names:
         bar.step(f"detecting: {m}")
         try:
-            detector = (resolve_detector("changepoint") if m == CHANGEPOINT
-                        else resolve_detector("rules", m))
-            ep = detect_episodes(data, rule=detector)
-        except ValueError as exc:  # e.g. rci without a scale reliability
-            if strict:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                if m in _MODEL_METHODS:
+                    ep = detect_episodes(data, method=m)
+                else:
+                    ep = detect_episodes(data, method="rules", rule=m)
+        except ValueError as exc:  # e.g. rci without a scale reliability; HMM cohort too small
+            if strict and m != HMM:
                 raise
             skipped.append(f"{m}: {exc}")
             continue
-        ep.attrs = {}  # the tables are concatenated; their definition is in `method`
-        label = detector.label
+        for w in caught:
+            if m == HMM and issubclass(w.category, (UserWarning, RuntimeWarning)):
+                cautions.append(f"{m}: {w.message}")
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        label = _default_label(m)
+        # keep only the detector's label: an empty table still says which detector made it
+        # (episode_predictors needs it for the detector's exclusions)
+        det_label = ep.attrs.get("method") or (str(ep["method"].iloc[0]) if len(ep) else None)
+        ep.attrs = {"method": det_label} if det_label else {}
         label_of[m] = label
         episodes[label] = ep
-    return episodes, skipped, label_of
+    return episodes, skipped, label_of, cautions
+
+
+def _default_label(m: str) -> str:
+    """The label of the detector the report runs for ``m`` (a preset name or a method)."""
+    detector = resolve_detector(m) if m in _MODEL_METHODS else resolve_detector("rules", m)
+    return detector.label
 
 
 def _predictor_tables(data: AllianceData, episodes: dict[str, pd.DataFrame], primary_label: str,
