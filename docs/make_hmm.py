@@ -19,21 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from make_validation import markdown  # the sibling script's table writer (run from docs/)
 
 import alliancetrack as at
 from alliancetrack.simulation.calibration import calibration_table
 
 FIGURES = Path(__file__).resolve().parent / "figures"
 SEED = 1818
-
-
-def markdown(df: pd.DataFrame, digits: int = 2) -> str:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
-    for _, row in df.iterrows():
-        cells = [f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def f1_study(quick: bool, n_jobs: int, hmm: dict) -> tuple[pd.DataFrame, str]:
