@@ -9,7 +9,7 @@ from alliancetrack.detection.base import DETECTORS, Detector, detector_from_labe
 from alliancetrack.detection.engines import engine_for
 from alliancetrack.detection.strategies import strategy_counts
 from alliancetrack.errors import AllianceDataError
-from alliancetrack.reading.alliance import as_alliance_data, patient_codes
+from alliancetrack.reading.alliance import as_alliance_data, patient_codes, therapist_of
 
 __all__ = ["episode_predictors", "episode_definition", "PREDICTOR_COLUMNS"]
 
@@ -309,7 +309,7 @@ def _add_reported_columns(out: pd.DataFrame, ep: pd.DataFrame, patients: pd.Inde
 
 def _with_therapist(out: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
     """Keep the therapist given to read_alliance (the clustering column of outcome_model)."""
-    if "therapist" in frame:
-        th = frame.dropna(subset=["therapist"]).drop_duplicates("patient")
-        out["therapist"] = out["patient"].map(th.set_index("patient")["therapist"]).to_numpy()
+    th = therapist_of(frame)
+    if th is not None:
+        out["therapist"] = out["patient"].map(th).to_numpy()
     return out

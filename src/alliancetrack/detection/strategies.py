@@ -20,7 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from alliancetrack.errors import AllianceDataError
-from alliancetrack.reading.alliance import _listing
+from alliancetrack.reading.alliance import _listing, therapist_of
 from alliancetrack.reading.reported import ObserverData
 from alliancetrack.reading.strategies import STRATEGIES, STRATEGY_CLASSES
 
@@ -224,12 +224,8 @@ def _strategy_names(used: pd.DataFrame, n_episodes: int) -> pd.Series:
 def _therapists(ep: pd.DataFrame, codes: ObserverData):
     if "therapist" in ep.columns:
         return ep["therapist"].to_numpy()
-    frame = codes.frame
-    if "therapist" not in frame.columns:
-        return None
-    first = frame.dropna(subset=["therapist"]).drop_duplicates("patient")
-    return ep["patient"].map(dict(zip(first["patient"], first["therapist"],
-                                      strict=True))).to_numpy(dtype=object)
+    th = therapist_of(codes.frame)
+    return None if th is None else ep["patient"].map(th).to_numpy(dtype=object)
 
 
 def strategy_counts(linked: pd.DataFrame, patients: pd.Index) -> pd.DataFrame:

@@ -29,7 +29,8 @@ from alliancetrack.reading.values import (
     suspect_codes,
 )
 
-__all__ = ["AllianceData", "read_alliance", "as_alliance_data", "add_session_dates", "CANONICAL"]
+__all__ = ["AllianceData", "read_alliance", "as_alliance_data", "add_session_dates", "therapist_of",
+           "CANONICAL"]
 
 #: Canonical column names inside the package.
 CANONICAL = ("patient", "session", "alliance", "therapist", "rater")
@@ -636,6 +637,22 @@ def as_alliance_data(data, *, scale: str | Scale | None = None) -> AllianceData:
         "Expected an AllianceData (from alliancetrack.read_alliance) or a long DataFrame with "
         f"columns patient, session, alliance; got {type(data).__name__}."
     )
+
+
+def therapist_of(frame: pd.DataFrame) -> pd.Series | None:
+    """Each patient's therapist (the first one rated), or None without a therapist column.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> f = pd.DataFrame({"patient": [1, 1, 2], "therapist": [None, "t1", "t2"]})
+    >>> therapist_of(f).to_dict()
+    {1: 't1', 2: 't2'}
+    """
+    if "therapist" not in frame:
+        return None
+    first = frame.dropna(subset=["therapist"]).drop_duplicates("patient")
+    return first.set_index("patient")["therapist"]
 
 
 def add_session_dates(episodes: pd.DataFrame, data: AllianceData) -> pd.DataFrame:

@@ -28,7 +28,7 @@ from alliancetrack.agreement.compare import compare_episodes
 from alliancetrack.detection.detect import detect_episodes, resolve_detector
 from alliancetrack.detection.rules import PRESETS
 from alliancetrack.predictors import episode_predictors
-from alliancetrack.reading.alliance import AllianceData, as_alliance_data
+from alliancetrack.reading.alliance import AllianceData, as_alliance_data, therapist_of
 
 __all__ = ["write_report", "Progress", "format_value", "REPORT_FILES"]
 
@@ -440,8 +440,8 @@ def _prepare_folder(out: str | Path) -> Path:
 def _with_therapists(outcomes: pd.DataFrame, data: AllianceData) -> pd.DataFrame:
     """The outcomes with the therapist of each patient from the ratings, when they lack it."""
     oc = outcomes.copy()
-    if "therapist" not in oc and "therapist" in data.frame:
-        th = data.frame.drop_duplicates("patient").set_index("patient")["therapist"]
+    th = therapist_of(data.frame)
+    if "therapist" not in oc and th is not None:
         oc["therapist"] = oc["patient"].map(th)
     return oc
 

@@ -13,7 +13,7 @@ from alliancetrack.detection.strategies import link_strategies, repair_rates
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.models.strategies import strategy_effects
 from alliancetrack.plotting.strategies import plot_strategy_repair
-from alliancetrack.reading.alliance import AllianceData
+from alliancetrack.reading.alliance import AllianceData, therapist_of
 from alliancetrack.reading.reported import ObserverData
 
 __all__ = ["strategy_section"]
@@ -38,8 +38,8 @@ def strategy_section(codes: ObserverData, data: AllianceData, window: int,
                                 "read_3rs(..., strategy='<column>').")
     episodes = detect_episodes(codes, method="observer")
     linked = link_strategies(episodes, codes, window=window)
-    if "therapist" not in linked and "therapist" in data.frame:
-        th = data.frame.drop_duplicates("patient").set_index("patient")["therapist"]
+    th = therapist_of(data.frame)
+    if "therapist" not in linked and th is not None:
         linked["therapist"] = linked["patient"].map(th)
     save("strategies_linked", linked)
     rates = repair_rates(linked)
