@@ -157,8 +157,10 @@ def test_lower_is_better_scale_is_mirrored(clean):
     b = HMMDetector(n_starts=1).detect(down)
     pd.testing.assert_series_equal(a["rupture_session"], b["rupture_session"])
     np.testing.assert_allclose(b["nadir_level"], 6 - a["nadir_level"])
-    np.testing.assert_allclose(b["depth"], a["depth"])
-    np.testing.assert_allclose(b["probability"], a["probability"])
+    # the fit is iterative (EM, a root finder for df, L-BFGS for the noise prior): the
+    # mirrored fit takes a path that differs in the last digits
+    np.testing.assert_allclose(b["depth"], a["depth"], rtol=1e-5)
+    np.testing.assert_allclose(b["probability"], a["probability"], rtol=1e-5, atol=1e-9)
 
 
 def test_small_cohort_is_an_error_naming_alternatives():

@@ -105,8 +105,9 @@ class HMMFit:
                 "share_unrepaired": float(p.trans[0, 2] / p_rupture) if p_rupture > 0 else np.nan,
                 "p_start_ruptured": float(p.start[p.ruptured].sum()), "dip": float(p.dip),
                 "partial_share": p.rho, "dip_sd": float(p.dip_sd),
-                "dip_unit": p.dip_unit, "df": float(p.df),
-                "median_sigma": float(np.median(p.sigma)), "loglik": float(self.best.loglik),
+                "dip_unit": p.dip_unit, "df": float(p.df), "prior_df": float(p.prior_df),
+                "median_sigma": float(np.median(p.sigma)),
+                "trend_sd": float(np.sqrt(p.trend["q2"])), "loglik": float(self.best.loglik),
                 "n_iter": int(self.best.n_iter), "converged": bool(self.best.converged),
                 "n_patients": int(len(self.patients))}
 
@@ -165,6 +166,11 @@ class HMMDetector(Detector):
         dip otherwise get too low a probability) at the same mean F1, but
         with ``subsample`` smaller than the cohort a warm start can land in a
         poor optimum, so it is off by default (docs/hmm.md, calibration).
+    drift : bool, default True
+        The stable level follows a local linear trend that may bend (its
+        bending variance is estimated from the cohort), so slow declines
+        and growth that levels off are followed by the level, not read as
+        ruptures; False: one straight line per patient.
     subsample : int, default 5000
         In larger cohorts the ``n_starts`` starts are run on this many
         randomly drawn patients and the whole cohort is fitted once, from
@@ -194,26 +200,29 @@ class HMMDetector(Detector):
 
     method: ClassVar[str] = "hmm"
     checks: ClassVar[dict[str, Check]] = {
-        "df": positive(), "dip_unit": one_of("scale", "noise"), "n_starts": whole(1),
-        "max_iter": whole(1), "tol": positive(), "prior_df": number(), "partial": flag(),
-        "decline": flag(), "dip_spread": flag(), "subsample": whole(2), "seed": whole(0),
+        "df": positive(optional=True), "dip_unit": one_of("scale", "noise"), "n_starts": whole(1),
+        "max_iter": whole(1), "tol": positive(), "prior_df": number(optional=True), "partial": flag(),
+        "decline": flag(), "dip_spread": flag(), "drift": flag(),
+        "decode": one_of("posterior", "viterbi"), "subsample": whole(2), "seed": whole(0),
         "min_patients": whole(2),
     }
-    df: float = 10.0
+    df: float | None = None
     dip_unit: str = "scale"
     n_starts: int = 3
     max_iter: int = 200
     tol: float = 0.01
-    prior_df: float = 4.0
+    prior_df: float | None = None
     partial: bool = True
     decline: bool = False
     dip_spread: bool = False
+    drift: bool = True
+    decode: str = "posterior"
     subsample: int = 5000
     seed: int = 0
     min_patients: int = 10
 
     def _check_combination(self) -> None:
-        if self.prior_df < 0:
+        if self.prior_df is not None and self.prior_df < 0:
             raise ValueError(f"prior_df must be non-negative, got {self.prior_df!r}.")
         if self.decline and not self.partial:
             raise ValueError("decline=True needs partial=True (a decline passes through it).")
@@ -248,29 +257,32 @@ class HMMDetector(Detector):
         if scale is not None:
             bounds = (scale.low, scale.high) if sign > 0 else (-scale.high, -scale.low)
         Xm = sign * X
-        best, runs, Z = fit_hmm(Xm, S, bounds, df=self.df, dip_unit=self.dip_unit,
-                                n_starts=int(self.n_starts), max_iter=int(self.max_iter),
-                                tol=self.tol, prior_df=self.prior_df, partial=self.partial,
-                                decline=self.decline, dip_spread=self.dip_spread,
-                                subsample=int(self.subsample), seed=self.seed)
+        best, runs = fit_hmm(Xm, S, bounds, df=self.df, dip_unit=self.dip_unit,
+                             n_starts=int(self.n_starts), max_iter=int(self.max_iter),
+                             tol=self.tol, prior_df=self.prior_df, partial=self.partial,
+                             decline=self.decline, dip_spread=self.dip_spread,
+                             drift=self.drift, subsample=int(self.subsample), seed=self.seed)
         if not best.converged:
             warnings.warn(
                 f"The HMM did not converge in {self.max_iter} iterations (best of "
                 f"{self.n_starts} starts); raise max_iter.", RuntimeWarning, stacklevel=3)
-        log_e = hmm_log_emissions(Xm, Z, best.params, bounds)
+        log_e = hmm_log_emissions(Xm, best.params, bounds)
         post, _, _ = forward_backward(log_e, best.params.start, best.params.trans)
-        path = viterbi(log_e, best.params.start, best.params.trans)
+        if self.decode == "viterbi":
+            path = best.params.ruptured[viterbi(log_e, best.params.start, best.params.trans)]
         rated = np.isfinite(X)
         runs_df = pd.DataFrame([{"start": r.start, "n_patients": r.n_patients,
                                  "loglik": r.loglik, "n_iter": r.n_iter,
                                  "converged": r.converged} for r in runs])
-        stable = best.params.means(Z)[:, :, 0]
+        stable = best.params.base
         p_rupt = post[:, :, best.params.ruptured].sum(axis=2)
+        if self.decode == "posterior":
+            path = p_rupt >= 0.5
         onset = onset_probabilities(log_e, best.params.start, best.params.trans,
                                     best.params.ruptured)
         return HMMFit(detector=self, patients=ids, frame=frame.reset_index(drop=True),
                       best=best, runs=runs_df, posterior=np.where(rated, p_rupt, np.nan),
-                      path=best.params.ruptured[path], stable_mean=stable, onset=onset,
+                      path=path, stable_mean=stable, onset=onset,
                       sign=sign,
                       excluded=data.excluded)
 

@@ -50,6 +50,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import special
 
+from alliancetrack.detection.hmm_noise import sigma_prior, update_df
+from alliancetrack.detection.hmm_trend import gaps, smooth_trend, trend_log_prior
+
 __all__ = ["HMMParams", "fit_hmm", "forward_backward", "hmm_log_emissions",
            "onset_probabilities", "viterbi"]
 
@@ -66,7 +69,7 @@ _TINY = 1e-300
 STATE_DIP = np.array([0.0, 1.0, 1.0])
 RUPTURED = STATE_DIP > 0
 ALLOWED = np.array([[True, True, True], [True, True, False], [False, False, True]])
-ALLOWED_PARTIAL = np.array([[True, True, True, True], [True, True, False, True],
+ALLOWED_PARTIAL = np.array([[True, True, True, False], [True, True, False, True],
                             [False, False, True, False], [True, True, True, True]])
 #: With ``decline=True`` a fifth state, *declined* (4): as low as a rupture but reached
 #: only through the partially repaired / shifted state, i.e. step by step, and
@@ -209,20 +212,26 @@ def viterbi(log_e: np.ndarray, start: np.ndarray, trans: np.ndarray) -> np.ndarr
 class HMMParams:
     """Parameters of the cohort HMM (see the module docstring).
 
-    ``level``, ``slope``, ``sigma`` hold one value per patient (row of ``X``);
-    ``dip`` is in scale points (``dip_unit="scale"``) or in units of
-    ``sigma`` (``"noise"``).
+    ``base`` is every patient's stable level at every step (N, T), a local
+    linear trend (:mod:`alliancetrack.detection.hmm_trend`) whose cohort
+    prior and bending variance are in ``trend`` (``m0``, ``P0``, ``q2``;
+    ``fit_q2`` False keeps ``q2`` fixed); ``sigma`` holds one noise scale per
+    patient; ``dip`` is in scale points (``dip_unit="scale"``) or in units
+    of ``sigma`` (``"noise"``).
     """
 
     start: np.ndarray
     trans: np.ndarray
     dip: float
-    level: np.ndarray
-    slope: np.ndarray
+    base: np.ndarray
     sigma: np.ndarray
     df: float
     dip_unit: str = "scale"
-    prior: dict = field(default_factory=dict)
+    trend: dict = field(default_factory=dict)
+    sigma2_prior: float = 1.0
+    prior_df: float = 4.0
+    fit_prior_df: bool = False
+    fit_df: bool = False
     mult: np.ndarray = field(default_factory=lambda: STATE_DIP.copy())
     allowed: np.ndarray = field(default_factory=lambda: ALLOWED.copy())
     ruptured: np.ndarray = field(default_factory=lambda: RUPTURED.copy())
@@ -238,10 +247,9 @@ class HMMParams:
         """The dip of every patient, in scale points (shape (N,))."""
         return self.dip * (self.sigma if self.dip_unit == "noise" else np.ones_like(self.sigma))
 
-    def means(self, Z: np.ndarray) -> np.ndarray:
+    def means(self) -> np.ndarray:
         """Mean rating in each state, shape (N, T, K)."""
-        stable = self.level[:, None] + self.slope[:, None] * Z
-        return stable[:, :, None] - self.dips()[:, None, None] * self.mult[None, None, :]
+        return self.base[:, :, None] - self.dips()[:, None, None] * self.mult[None, None, :]
 
 
 def _t_logpdf(r: np.ndarray, sigma: np.ndarray, df: float) -> np.ndarray:
@@ -259,21 +267,19 @@ def _censored(X: np.ndarray, bounds) -> tuple[tuple, tuple]:
         return np.nonzero(X >= hi - 1e-9), np.nonzero(X <= lo + 1e-9)
 
 
-def _state_means(Z: np.ndarray, params: HMMParams
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _state_means(params: HMMParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Means (N, T, U) and scales (N, U) of the distinct state levels, and each state's column.
 
     A lowered state's scale adds the spread of dips between episodes:
     ``sqrt(sigma_i² + (mult · dip_sd)²)``.
     """
     levels, inverse = np.unique(params.mult, return_inverse=True)
-    stable = params.level[:, None] + params.slope[:, None] * Z
-    mu = stable[:, :, None] - params.dips()[:, None, None] * levels[None, None, :]
+    mu = params.base[:, :, None] - params.dips()[:, None, None] * levels[None, None, :]
     scale = np.sqrt(params.sigma[:, None] ** 2 + (levels[None, :] * params.dip_sd) ** 2)
     return mu, inverse, scale
 
 
-def hmm_log_emissions(X: np.ndarray, Z: np.ndarray, params: HMMParams,
+def hmm_log_emissions(X: np.ndarray, params: HMMParams,
                       bounds: tuple[float, float] | None) -> np.ndarray:
     """Log emission densities, shape (N, T, K); zeros where ``X`` is NaN.
 
@@ -281,7 +287,7 @@ def hmm_log_emissions(X: np.ndarray, Z: np.ndarray, params: HMMParams,
     are censored: their emission is the probability of a rating at or beyond
     the bound.  States with the same mean share one computation.
     """
-    mu, inverse, scale = _state_means(Z, params)
+    mu, inverse, scale = _state_means(params)
     sig = scale[:, None, :]
     obs = np.isfinite(X)
     x = np.where(obs, X, 0.0)[:, :, None]
@@ -297,15 +303,18 @@ def hmm_log_emissions(X: np.ndarray, Z: np.ndarray, params: HMMParams,
     return out[:, :, inverse]
 
 
-def _effective(X: np.ndarray, Z: np.ndarray, params: HMMParams,
-               bounds: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray]:
-    """E-step quantities per state: the rating to regress on and its t weight.
+def _effective(X: np.ndarray, params: HMMParams,
+               bounds: tuple[float, float] | None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """E-step quantities per state: the rating to regress on, its t weight, its residual.
 
     Uncensored ratings keep their value and get the scale-mixture weight
     ``(df + 1) / (df + r²/σ²)``; censored ratings get their conditional mean
-    beyond the bound (normal approximation) and weight 1.
+    beyond the bound (normal approximation) and weight 1.  Also returned:
+    the squared standardised residuals ``r²/σ²`` and which ratings are
+    observed and uncensored (for the update of ``df``).
     """
-    mu, inverse, scale = _state_means(Z, params)
+    mu, inverse, scale = _state_means(params)
     df = params.df
     obs = np.isfinite(X)
     x = np.where(obs, X, 0.0)[:, :, None]
@@ -322,44 +331,62 @@ def _effective(X: np.ndarray, Z: np.ndarray, params: HMMParams,
                 np.maximum(special.ndtr(-a), 1e-12)
             w[rows, cols] = 1.0
     w *= obs[:, :, None]
-    return y[:, :, inverse], w[:, :, inverse]
+    used = obs.copy()
+    used[tr, tc] = False
+    used[br, bc] = False
+    return y[:, :, inverse], w[:, :, inverse], (r**2)[:, :, inverse], used
 
 
 # ----------------------------------------------------------------------------- M-step
-def _m_patients(post, y, w, Z, params: HMMParams, n_obs, nu0: float) -> None:
-    """Update level, slope and sigma per patient (penalised WLS, shrunk to the cohort)."""
-    dips = params.dips()
+@dataclass(frozen=True)
+class _Cohort:
+    """The data of one fit: ratings, session gaps, which steps are in a series, bounds."""
+
+    X: np.ndarray
+    h: np.ndarray
+    steps: np.ndarray
+    bounds: tuple[float, float] | None
+
+    @classmethod
+    def of(cls, X: np.ndarray, S: np.ndarray, bounds) -> _Cohort:
+        return cls(X=X, h=gaps(S), steps=np.isfinite(S), bounds=bounds)
+
+    def rows(self, rows) -> _Cohort:
+        return _Cohort(X=self.X[rows], h=self.h[rows], steps=self.steps[rows],
+                       bounds=self.bounds)
+
+
+def _m_patients(post, y, w, cohort: _Cohort, params: HMMParams) -> None:
+    """Update the stable level (Kalman smoother) and sigma per patient, and their cohort priors."""
     g = post * w                                       # (N, T, K)
     W = g.sum(axis=2)
-    shift = dips[:, None, None] * params.mult[None, None, :]
-    target = (g * (y + shift)).sum(axis=2)
-    s0, s1, s2 = W.sum(1), (W * Z).sum(1), (W * Z * Z).sum(1)
-    sy, szy = target.sum(1), (target * Z).sum(1)
-    pr = params.prior
-    var = params.sigma**2
-    la = var / pr["tau_level"] ** 2
-    lb = var / pr["tau_slope"] ** 2
-    m00, m01, m11 = s0 + la, s1, s2 + lb
-    r0, r1 = sy + la * pr["mu_level"], szy + lb * pr["mu_slope"]
-    det = m00 * m11 - m01**2
-    level = (m11 * r0 - m01 * r1) / det
-    slope = (m00 * r1 - m01 * r0) / det
-    stable = level[:, None] + slope[:, None] * Z
-    ss = (g * (y + shift - stable[:, :, None]) ** 2).sum(axis=(1, 2))
-    s2_0 = pr["sigma2"]
+    shift = params.dips()[:, None, None] * params.mult[None, None, :]
+    target = (g * (y + shift)).sum(axis=2) / np.maximum(W, 1e-300)
+    tr = params.trend
+    fit = smooth_trend(target, W, cohort.h, params.sigma**2, tr["q2"], tr["m0"], tr["P0"],
+                       cohort.steps, tr.get("weight"), tr.get("bend_df"))
+    tr["weight"] = fit.bend_weight
+    resid = y + shift - fit.level[:, :, None]
+    ss = (g * resid**2).sum(axis=(1, 2)) + (W * fit.level_var).sum(axis=1)
+    n_obs = np.isfinite(cohort.X).sum(axis=1)
+    if params.fit_prior_df:
+        params.prior_df, params.sigma2_prior = sigma_prior(ss, n_obs, params.prior_df,
+                                                           params.sigma2_prior)
+    nu0, s2_0 = params.prior_df, params.sigma2_prior
     params.sigma = np.sqrt((ss + nu0 * s2_0) / (n_obs + nu0))
-    params.level, params.slope = level, slope
-    # empirical Bayes: the cohort distribution of the patient parameters (moments)
-    sv_level = var / np.maximum(s0, 1e-9)
-    sv_slope = var / np.maximum(s2 - s1**2 / np.maximum(s0, 1e-9), 1e-9)
-    pr["mu_level"], pr["mu_slope"] = float(level.mean()), float(slope.mean())
-    pr["tau_level"] = float(np.sqrt(max(level.var() - np.median(sv_level), 1e-4)))
-    pr["tau_slope"] = float(np.sqrt(max(slope.var() - np.median(sv_slope), 1e-6)))
-    pr["sigma2"] = float(np.median(params.sigma**2))
+    params.base, tr["slope"] = fit.level, fit.slope
+    # empirical Bayes: the cohort's prior of the first level and slope, and the bending
+    P0 = fit.P0.copy()
+    P0[0, 0], P0[1, 1] = max(P0[0, 0], 1e-4), max(P0[1, 1], 1e-6)
+    tr["m0"], tr["P0"] = fit.m0, P0
+    if tr["fit_q2"]:
+        tr["q2"] = fit.q2
+    if not params.fit_prior_df:
+        params.sigma2_prior = float(np.median(params.sigma**2))
 
 
-def _m_dip(post, y, w, Z, params: HMMParams, min_dip: float) -> None:
-    stable = params.level[:, None, None] + params.slope[:, None, None] * Z[:, :, None]
+def _m_dip(post, y, w, params: HMMParams, min_dip: float) -> None:
+    stable = params.base[:, :, None]
     m = params.mult[None, None, :]
     g = post * w * m
     gap = stable - y
@@ -403,8 +430,31 @@ class FitResult:
     n_patients: int = 0
 
 
-def _initial(X, Z, rng, k: int, df: float, dip_unit: str, partial: bool,
-             decline: bool = False) -> HMMParams:
+#: Starting transitions (rows: from; columns: to) as functions of the per-session
+#: rupture and repair probabilities, for 3, 4 (partial) and 5 (decline) states.
+def _start_transitions(p_r: float, p_rep: float, n_states: int) -> np.ndarray:
+    if n_states == 5:
+        return np.array([[1 - 1.2 * p_r, 0.7 * p_r, 0.3 * p_r, 0.2 * p_r, 0],
+                         [0.6 * p_rep, 1 - p_rep, 0, 0.4 * p_rep, 0], [0, 0, 1, 0, 0],
+                         [0.1, 0.7 * p_r, 0.3 * p_r, 0.85 - p_r, 0.05], [0, 0, 0, 0, 1]])
+    if n_states == 4:
+        return np.array([[1 - p_r, 0.7 * p_r, 0.3 * p_r, 0.0],
+                         [0.6 * p_rep, 1 - p_rep, 0, 0.4 * p_rep], [0, 0, 1, 0],
+                         [0.1, 0.7 * p_r, 0.3 * p_r, 0.9 - p_r]])
+    return np.array([[1 - p_r, 0.7 * p_r, 0.3 * p_r], [p_rep, 1 - p_rep, 0], [0, 0, 1]])
+
+
+_STATES = {  # n_states: (start probabilities, state dips, allowed moves, ruptured)
+    3: (np.array([0.95, 0.03, 0.02]), STATE_DIP, ALLOWED, RUPTURED),
+    4: (np.array([0.93, 0.03, 0.02, 0.02]), np.array([0.0, 1.0, 1.0, 0.4]), ALLOWED_PARTIAL,
+        np.array([False, True, True, False])),
+    5: (np.array([0.92, 0.03, 0.02, 0.02, 0.01]), np.array([0.0, 1.0, 1.0, 0.4, 1.0]),
+        ALLOWED_DECLINE, np.array([False, True, True, False, False])),
+}
+
+
+def _initial(X, rng, k: int, df: float, dip_unit: str, n_states: int,
+             drift: bool) -> HMMParams:
     """Robust starting values; start 0 is fixed, later starts are drawn from ``rng``."""
     level = np.nanmedian(X, axis=1)
     diffs = np.diff(X, axis=1)
@@ -419,34 +469,26 @@ def _initial(X, Z, rng, k: int, df: float, dip_unit: str, partial: bool,
         mult, p_r, p_rep = rng.uniform(2.5, 7), rng.uniform(0.02, 0.15), rng.uniform(0.2, 0.7)
     med = float(np.sqrt(s2))
     dip = mult if dip_unit == "noise" else mult * med
-    prior = {"mu_level": float(level.mean()), "mu_slope": 0.0,
-             "tau_level": float(max(level.std(), 0.01)), "tau_slope": 0.05, "sigma2": s2}
-    if decline:
-        trans = np.array([[1 - 1.2 * p_r, 0.7 * p_r, 0.3 * p_r, 0.2 * p_r, 0],
-                          [0.6 * p_rep, 1 - p_rep, 0, 0.4 * p_rep, 0], [0, 0, 1, 0, 0],
-                          [0.1, 0.7 * p_r, 0.3 * p_r, 0.85 - p_r, 0.05],
-                          [0, 0, 0, 0, 1]])
-        return HMMParams(start=np.array([0.92, 0.03, 0.02, 0.02, 0.01]), trans=trans, dip=dip,
-                         level=level, slope=np.zeros(len(X)), sigma=sigma, df=df,
-                         dip_unit=dip_unit, prior=prior,
-                         mult=np.array([0.0, 1.0, 1.0, 0.4, 1.0]),
-                         allowed=ALLOWED_DECLINE.copy(),
-                         ruptured=np.array([False, True, True, False, False]))
-    if partial:
-        trans = np.array([[1 - 1.2 * p_r, 0.7 * p_r, 0.3 * p_r, 0.2 * p_r],
-                          [0.6 * p_rep, 1 - p_rep, 0, 0.4 * p_rep], [0, 0, 1, 0],
-                          [0.1, 0.7 * p_r, 0.3 * p_r, 0.9 - p_r]])
-        return HMMParams(start=np.array([0.93, 0.03, 0.02, 0.02]), trans=trans, dip=dip,
-                         level=level, slope=np.zeros(len(X)), sigma=sigma, df=df,
-                         dip_unit=dip_unit, prior=prior, mult=np.array([0.0, 1.0, 1.0, 0.4]),
-                         allowed=ALLOWED_PARTIAL.copy(),
-                         ruptured=np.array([False, True, True, False]))
-    trans = np.array([[1 - p_r, 0.7 * p_r, 0.3 * p_r], [p_rep, 1 - p_rep, 0], [0, 0, 1]])
-    return HMMParams(start=np.array([0.95, 0.03, 0.02]), trans=trans, dip=dip,
-                     level=level, slope=np.zeros(len(X)), sigma=sigma, df=df,
-                     dip_unit=dip_unit, prior=prior)
+    trend = {"m0": np.array([float(level.mean()), 0.0]),
+             "P0": np.diag([float(max(level.var(), 1e-4)), 0.05**2]),
+             "q2": (DRIFT_START * med) ** 2 if drift else 0.0, "fit_q2": drift,
+             "bend_df": BEND_DF if drift else None}
+    start, state_dip, allowed, ruptured = _STATES[n_states]
+    return HMMParams(start=start.copy(), trans=_start_transitions(p_r, p_rep, n_states),
+                     dip=dip, base=np.repeat(level[:, None], X.shape[1], axis=1),
+                     sigma=sigma, df=df, dip_unit=dip_unit, trend=trend, sigma2_prior=s2,
+                     mult=state_dip.copy(), allowed=allowed.copy(), ruptured=ruptured.copy())
 
 
+#: Starting t degrees of freedom and noise-prior degrees of freedom when they are estimated.
+DF_START, PRIOR_DF_START = 10.0, 4.0
+#: Degrees of freedom of the t-distributed bends of the stable level's trend.
+BEND_DF = 4.0
+#: Starting SD of the slope's random walk, as a share of the median noise SD.
+DRIFT_START = 0.1
+#: SD of the bends of the path that follows the ratings in the level search (share of
+#: the median noise SD).
+FOLLOW_SD = 0.3
 #: Quantiles of a patient's ratings tried as their stable level by :func:`_level_search`.
 LEVEL_QUANTILES = (0.5, 0.7, 0.85, 1.0)
 #: Converged: fewer than this share of rated sessions changed their posterior
@@ -456,49 +498,83 @@ CONVERGED_SHARE = 1e-3
 SEARCH_AT = (1, 10, 30)
 
 
-def _level_search(X, Z, bounds, params: HMMParams) -> None:
-    """Move each patient's stable level to the best of a few candidates (in place).
+def _objective(cohort: _Cohort, params: HMMParams, slope: np.ndarray) -> np.ndarray:
+    """Each patient's HMM log-likelihood plus the log prior of their stable path."""
+    ll = forward_backward(hmm_log_emissions(cohort.X, params, cohort.bounds), params.start,
+                          params.trans)[1]
+    tr = params.trend
+    return ll + trend_log_prior(params.base, slope, cohort.h, tr["q2"], tr["m0"], tr["P0"],
+                                cohort.steps, tr.get("bend_df"))
+
+
+def _follow(cohort: _Cohort, params: HMMParams) -> tuple[np.ndarray, np.ndarray]:
+    """A stable path that follows the ratings (as if there were no ruptures), and its slope."""
+    tr = params.trend
+    obs = np.isfinite(cohort.X)
+    q2 = max(tr["q2"], (FOLLOW_SD * params.sigma2_prior ** 0.5) ** 2)
+    fit = smooth_trend(np.where(obs, cohort.X, 0.0), obs.astype(float), cohort.h,
+                       params.sigma**2, q2, tr["m0"], tr["P0"], cohort.steps)
+    return fit.level, fit.slope
+
+
+def _level_search(cohort: _Cohort, params: HMMParams) -> None:
+    """Move each patient's stable path to the best of a few candidates (in place).
 
     EM climbs to the nearest optimum: a patient whose level starts at the
     median of ratings that are mostly in a long rupture would stay there, with
-    their first, higher, sessions taken for noise.  Each candidate level (the
-    current one and quantiles of the patient's ratings, keeping the slope) is
-    scored by the HMM log-likelihood with the shared parameters fixed, one
-    candidate at a time for all patients; each patient keeps their best.
+    their first, higher, sessions taken for noise; and a slow decline once
+    read as a rupture stays one, as the stable path is then fitted to the
+    ratings with the dip added back.  The candidates are the current stable
+    path, shifted so that its mean over the rated sessions is a quantile of
+    the patient's ratings, a flat path at that quantile, and a path that follows the ratings (a smooth of
+    the ratings themselves, :func:`_follow`).  Each is scored by the HMM
+    log-likelihood plus the log prior of the path, with the shared
+    parameters fixed, one candidate at a time for all patients; each patient
+    keeps their best.
     """
-    best_ll = forward_backward(hmm_log_emissions(X, Z, params, bounds), params.start,
-                               params.trans)[1]
-    current = params.level.copy()
-    centre = np.nanmean(np.where(np.isfinite(X), params.slope[:, None] * Z, np.nan), axis=1)
+    X = cohort.X
+    tr = params.trend
+    current = params.base.copy()
+    slope = tr.get("slope", np.zeros_like(current))
+    best = _objective(cohort, params, slope)
+    centred = current - np.nanmean(np.where(np.isfinite(X), current, np.nan), axis=1)[:, None]
+    centred = np.nan_to_num(centred)
     srt = np.sort(X, axis=1)  # NaN last
     n = np.isfinite(X).sum(axis=1)
     rows = np.arange(len(X))
+    candidates = []
     for q in LEVEL_QUANTILES:  # linear interpolation, as numpy's default quantile
         h = (np.maximum(n, 1) - 1) * q
         lo = np.floor(h).astype(int)
         hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
         quant = srt[rows, lo] + (h - lo) * (srt[rows, hi] - srt[rows, lo])
-        cand = quant - np.nan_to_num(centre)
-        params.level = cand
-        ll = forward_backward(hmm_log_emissions(X, Z, params, bounds), params.start,
-                              params.trans)[1]
-        better = ll > best_ll + 1e-9
-        current = np.where(better, cand, current)
-        best_ll = np.where(better, ll, best_ll)
-        params.level = current.copy()
-    params.level = current
+        quant = np.nan_to_num(quant)[:, None]
+        candidates.append((centred + quant, slope))
+        if tr["fit_q2"]:  # flat at the quantile: a lasting drop need not be a sloping line
+            flat = np.zeros_like(slope)
+            candidates.append((quant + flat, flat))
+    if tr["fit_q2"]:
+        candidates.append(_follow(cohort, params))
+    for cand, cand_slope in candidates:
+        params.base = cand
+        obj = _objective(cohort, params, cand_slope)
+        better = obj > best + 1e-9
+        current = np.where(better[:, None], cand, current)
+        slope = np.where(better[:, None], cand_slope, slope)
+        best = np.where(better, obj, best)
+    params.base = current
+    tr["slope"] = slope
 
 
-def _run(X, Z, bounds, params: HMMParams, max_iter: int, tol: float, nu0: float,
-         min_dip: float, start: int, search_at: tuple[int, ...] = SEARCH_AT) -> FitResult:
-    n_obs = np.isfinite(X).sum(axis=1)
+def _run(cohort: _Cohort, params: HMMParams, max_iter: int, tol: float, min_dip: float, start: int, search_at: tuple[int, ...] = SEARCH_AT) -> FitResult:
+    X, bounds = cohort.X, cohort.bounds
     prev = np.full(X.shape, np.inf)
     converged = False
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007 (it is reported)
         if it in search_at:
-            _level_search(X, Z, bounds, params)
-        log_e = hmm_log_emissions(X, Z, params, bounds)
+            _level_search(cohort, params)
+        log_e = hmm_log_emissions(X, params, bounds)
         post, ll, counts = forward_backward(log_e, params.start, params.trans)
         total = float(ll.sum())
         p_rupt = post[:, :, params.ruptured].sum(axis=2)
@@ -508,9 +584,11 @@ def _run(X, Z, bounds, params: HMMParams, max_iter: int, tol: float, nu0: float,
             converged = True
             break
         prev = p_rupt
-        y, w = _effective(X, Z, params, bounds)
-        _m_patients(post, y, w, Z, params, n_obs, nu0)
-        _m_dip(post, y, w, Z, params, min_dip)
+        y, w, r2, used = _effective(X, params, bounds)
+        if params.fit_df:
+            params.df = update_df(post, r2, used, params.df)
+        _m_patients(post, y, w, cohort, params)
+        _m_dip(post, y, w, params, min_dip)
         # a weak Dirichlet prior keeps every allowed transition possible
         trans = np.where(params.allowed, counts + 0.5, 0.0)
         params.trans = trans / trans.sum(axis=1, keepdims=True)
@@ -521,22 +599,19 @@ def _run(X, Z, bounds, params: HMMParams, max_iter: int, tol: float, nu0: float,
 
 
 def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = None, *,
-            df: float = 10.0, dip_unit: str = "scale", n_starts: int = 3, max_iter: int = 200,
-            tol: float = 0.01, prior_df: float = 4.0, partial: bool = True, decline: bool = False,
-            dip_spread: bool = False, subsample: int = 5000, seed: int = 0) -> tuple[FitResult, list[FitResult], np.ndarray]:
+            df: float | None = None, dip_unit: str = "scale", n_starts: int = 3,
+            max_iter: int = 200, tol: float = 0.01, prior_df: float | None = None, partial: bool = True, decline: bool = False,
+            dip_spread: bool = False, drift: bool = True, subsample: int = 5000,
+            seed: int = 0) -> tuple[FitResult, list[FitResult]]:
     """Fit the cohort HMM from several starts; the best by log-likelihood first.
-
-    The keyword arguments ``df, dip_unit, n_starts, max_iter, tol, prior_df,
-    partial, decline, dip_spread, seed`` are those of
-    :class:`alliancetrack.detection.hmm.HMMDetector`.
 
     Parameters
     ----------
     X : ndarray (N, T)
         Ratings, higher is better, NaN for missing / padding.
     S : ndarray (N, T)
-        Session numbers (NaN for padding); the trend is in sessions, centred
-        at the cohort's mean session.
+        Session numbers (NaN for padding): the stable level's trend moves
+        with the gaps between sessions.
     bounds : (float, float), optional
         Floor and ceiling of the (mirrored) scale: ratings there are censored.
     subsample : int, default 5000
@@ -547,7 +622,7 @@ def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = N
 
     Other Parameters
     ----------------
-    df, dip_unit, n_starts, max_iter, tol, prior_df, partial, decline, dip_spread, seed
+    df, dip_unit, n_starts, max_iter, tol, prior_df, partial, decline, dip_spread, drift, seed
         As the fields of :class:`alliancetrack.detection.hmm.HMMDetector`.
 
     Returns
@@ -555,8 +630,6 @@ def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = N
     best : FitResult
     runs : list of FitResult
         Every start (for the convergence report).
-    Z : ndarray (N, T)
-        The centred session numbers used.
 
     Examples
     --------
@@ -564,30 +637,39 @@ def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = N
     >>> rng = np.random.default_rng(0)
     >>> X = 4 + rng.normal(0, 0.1, (60, 10)); X[:30, 4:6] -= 1.0
     >>> S = np.tile(np.arange(1.0, 11), (60, 1))
-    >>> best, runs, Z = fit_hmm(X, S, seed=1)
+    >>> best, runs = fit_hmm(X, S, seed=1)
     >>> round(best.params.dip, 1), best.converged
     (1.0, True)
     """
-    centre = float(np.nanmean(S))
-    Z = np.where(np.isfinite(S), S - centre, 0.0)
+    cohort = _Cohort.of(X, S, bounds)
     rng = np.random.default_rng(seed)
     min_dip = 0.5 if dip_unit == "noise" else 1e-3
+    n_states = 5 if decline else 4 if partial else 3
     big = len(X) > subsample
     rows = np.sort(rng.choice(len(X), subsample, replace=False)) if big else slice(None)
-    Xs, Zs = X[rows], Z[rows]
+    sub = cohort.rows(rows)
     runs = []
+
+    def initial(X, k):
+        params = _initial(X, rng, k, DF_START if df is None else df, dip_unit, n_states, drift)
+        params.fit_dip_sd, params.fit_df = dip_spread, df is None
+        params.fit_prior_df = prior_df is None
+        params.prior_df = PRIOR_DF_START if prior_df is None else prior_df
+        return params
+
     for k in range(n_starts):
-        params = _initial(Xs, Zs, rng, k, df, dip_unit, partial, decline)
-        params.fit_dip_sd = dip_spread
-        runs.append(_run(Xs, Zs, bounds, params, max_iter, tol, prior_df, min_dip, k))
+        runs.append(_run(sub, initial(sub.X, k), max_iter, tol, min_dip, k))
     best = max(runs, key=lambda r: r.loglik)
     if big:  # the whole cohort, from the best start's shared parameters
-        params = _initial(X, Z, rng, 0, df, dip_unit, partial, decline)
+        params = initial(X, 0)
         shared = best.params
         params.start, params.trans, params.dip = shared.start, shared.trans, shared.dip
         params.mult, params.dip_sd = shared.mult.copy(), shared.dip_sd
-        params.fit_dip_sd, params.prior = dip_spread, dict(shared.prior)
-        best = _run(X, Z, bounds, params, max_iter, tol, prior_df, min_dip, best.start,
+        params.trend, params.df = dict(shared.trend), shared.df
+        for key in ("weight", "slope"):  # per patient: those of the subsample do not carry
+            params.trend.pop(key, None)
+        params.sigma2_prior, params.prior_df = shared.sigma2_prior, shared.prior_df
+        best = _run(cohort, params, max_iter, tol, min_dip, best.start,
                     search_at=(1, 5))
         runs.append(best)
-    return best, runs, Z
+    return best, runs
