@@ -1,7 +1,7 @@
 """Model-based rupture detection: a cohort hidden Markov model with rupture probabilities.
 
 :class:`HMMDetector` fits a hidden Markov model (stable, ruptured — repaired
-or persisting — and partially repaired states; optionally a declined state)
+or persisting — and partially repaired states, above a stable level that may bend)
 to the whole cohort at once (see :mod:`alliancetrack.detection.hmm_fit` for
 the model and the fitting algorithm) and gives
 
@@ -40,14 +40,15 @@ from alliancetrack.detection.base import (
     whole,
 )
 from alliancetrack.detection.episodes import finalize_episodes
-from alliancetrack.detection.hmm_fit import (
-    FitResult,
-    fit_hmm,
+from alliancetrack.detection.hmm_fit import FitResult, fit_hmm
+from alliancetrack.detection.hmm_model import (
+    Cohort,
     forward_backward,
     hmm_log_emissions,
     onset_probabilities,
     viterbi,
 )
+from alliancetrack.detection.hmm_paths import average_paths
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.reading.alliance import AllianceData, as_alliance_data
 
@@ -107,7 +108,8 @@ class HMMFit:
                 "partial_share": p.rho, "dip_sd": float(p.dip_sd),
                 "dip_unit": p.dip_unit, "df": float(p.df), "prior_df": float(p.prior_df),
                 "median_sigma": float(np.median(p.sigma)),
-                "trend_sd": float(np.sqrt(p.trend["q2"])), "loglik": float(self.best.loglik),
+                "trend_sd": float(np.sqrt(p.trend["q2"])),
+                "bend_df": float(p.trend["bend_df"] or np.inf), "loglik": float(self.best.loglik),
                 "n_iter": int(self.best.n_iter), "converged": bool(self.best.converged),
                 "n_patients": int(len(self.patients))}
 
@@ -154,11 +156,6 @@ class HMMDetector(Detector):
     partial : bool, default True
         Add a partially repaired state (a shared fraction of the dip below
         the stable level, not counted as a rupture).
-    decline : bool, default False
-        Add a declined state (as low as a rupture, reached only through the
-        partially repaired state, absorbing, not counted as a rupture): a
-        slow slide is told apart from an abrupt rupture.  Needs
-        ``partial=True``.
     dip_spread : bool, default False
         Let dips vary between episodes: rupture-state emissions get the
         extra variance ``dip_sd²`` (estimated).  It makes the intermediate
@@ -202,8 +199,8 @@ class HMMDetector(Detector):
     checks: ClassVar[dict[str, Check]] = {
         "df": positive(optional=True), "dip_unit": one_of("scale", "noise"), "n_starts": whole(1),
         "max_iter": whole(1), "tol": positive(), "prior_df": number(optional=True), "partial": flag(),
-        "decline": flag(), "dip_spread": flag(), "drift": flag(),
-        "decode": one_of("posterior", "viterbi"), "subsample": whole(2), "seed": whole(0),
+        "dip_spread": flag(), "drift": flag(),
+        "average_paths": flag(), "decode": one_of("posterior", "viterbi"), "subsample": whole(2), "seed": whole(0),
         "min_patients": whole(2),
     }
     df: float | None = None
@@ -213,9 +210,9 @@ class HMMDetector(Detector):
     tol: float = 0.01
     prior_df: float | None = None
     partial: bool = True
-    decline: bool = False
     dip_spread: bool = False
     drift: bool = True
+    average_paths: bool = True
     decode: str = "posterior"
     subsample: int = 5000
     seed: int = 0
@@ -224,8 +221,6 @@ class HMMDetector(Detector):
     def _check_combination(self) -> None:
         if self.prior_df is not None and self.prior_df < 0:
             raise ValueError(f"prior_df must be non-negative, got {self.prior_df!r}.")
-        if self.decline and not self.partial:
-            raise ValueError("decline=True needs partial=True (a decline passes through it).")
         if self.subsample < self.min_patients:
             raise ValueError("subsample must be at least min_patients.")
 
@@ -260,26 +255,29 @@ class HMMDetector(Detector):
         best, runs = fit_hmm(Xm, S, bounds, df=self.df, dip_unit=self.dip_unit,
                              n_starts=int(self.n_starts), max_iter=int(self.max_iter),
                              tol=self.tol, prior_df=self.prior_df, partial=self.partial,
-                             decline=self.decline, dip_spread=self.dip_spread,
+                             dip_spread=self.dip_spread,
                              drift=self.drift, subsample=int(self.subsample), seed=self.seed)
         if not best.converged:
             warnings.warn(
                 f"The HMM did not converge in {self.max_iter} iterations (best of "
                 f"{self.n_starts} starts); raise max_iter.", RuntimeWarning, stacklevel=3)
-        log_e = hmm_log_emissions(Xm, best.params, bounds)
-        post, _, _ = forward_backward(log_e, best.params.start, best.params.trans)
+        p = best.params
+        if self.average_paths:
+            avg = average_paths(Cohort.of(Xm, S, bounds), p)
+            p_rupt, onset, stable, log_e = avg.p_rupture, avg.onset, avg.base, avg.log_e
+        else:
+            log_e = hmm_log_emissions(Xm, p, bounds)
+            post = forward_backward(log_e, p.start, p.trans)[0]
+            p_rupt, stable = post[:, :, p.ruptured].sum(axis=2), p.base
+            onset = onset_probabilities(log_e, p.start, p.trans, p.ruptured)
         if self.decode == "viterbi":
-            path = best.params.ruptured[viterbi(log_e, best.params.start, best.params.trans)]
+            path = p.ruptured[viterbi(log_e, p.start, p.trans)]
+        else:
+            path = p_rupt >= 0.5
         rated = np.isfinite(X)
         runs_df = pd.DataFrame([{"start": r.start, "n_patients": r.n_patients,
                                  "loglik": r.loglik, "n_iter": r.n_iter,
                                  "converged": r.converged} for r in runs])
-        stable = best.params.base
-        p_rupt = post[:, :, best.params.ruptured].sum(axis=2)
-        if self.decode == "posterior":
-            path = p_rupt >= 0.5
-        onset = onset_probabilities(log_e, best.params.start, best.params.trans,
-                                    best.params.ruptured)
         return HMMFit(detector=self, patients=ids, frame=frame.reset_index(drop=True),
                       best=best, runs=runs_df, posterior=np.where(rated, p_rupt, np.nan),
                       path=path, stable_mean=stable, onset=onset,

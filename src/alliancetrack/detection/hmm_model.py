@@ -1,0 +1,415 @@
+"""The cohort hidden Markov model of alliance ruptures: states, emissions, recursions, M-step.
+
+The model behind :class:`alliancetrack.detection.hmm.HMMDetector`, on a
+patients × sessions array ``X`` (NaN where a session has no rating, and as
+padding after a patient's last session), already mirrored so that higher is
+better:
+
+* hidden states *stable*, *ruptured* (two of them: one repaired with a
+  shared probability per session, one persisting to the end of treatment)
+  and, by default, *partially repaired* (see :data:`STATE_DIP` and
+  :data:`ALLOWED_PARTIAL`), a first-order Markov chain with start
+  probabilities ``pi`` and a transition matrix ``A`` shared by all patients
+  (``A[0, 1] + A[0, 2]``: probability that a rupture starts at the next
+  session; ``A[1, 0] + A[1, 3]``: that it is repaired);
+* in the stable state patient *i* is rated ``m_it + e``, where the stable
+  level ``m_it`` is a local linear trend that may bend
+  (:mod:`alliancetrack.detection.hmm_trend`); in a ruptured state ``dip``
+  lower (in scale points, or in units of the patient's noise scale with
+  ``dip_unit="noise"``), shared by the cohort, and in the partially
+  repaired state ``rho · dip`` lower;
+* ``e`` is Student t with ``df`` degrees of freedom and patient scale
+  ``sigma_i`` (robust to outlying sessions), and ratings at the scale's
+  ceiling (floor) enter as censored: ``P(X ≥ high)`` (``P(X ≤ low)``);
+* missing ratings contribute no emission (likelihood 1): the chain moves
+  on through the session, the rating is neither imputed nor guessed.
+
+The E-step is the scaled forward-backward recursion (Rabiner 1989),
+vectorised over patients: a Python loop over the ≤ a few dozen sessions,
+NumPy over the patients.  The M-step (:func:`m_patients`, :func:`m_dip`)
+updates each patient's stable level by the Kalman smoother and their noise
+scale, shrunk toward the cohort (empirical Bayes;
+:mod:`alliancetrack.detection.hmm_noise`), then the dip.  Censored ratings
+enter the M-step at their conditional mean given the censoring (the EM step
+of a Tobit model); the t enters as a normal scale mixture (Liu & Rubin 1995).
+
+References
+----------
+Rabiner, L. R. (1989). A tutorial on hidden Markov models and selected
+applications in speech recognition. *Proceedings of the IEEE*, 77(2), 257-286.
+Liu, C., & Rubin, D. B. (1995). ML estimation of the t distribution using EM
+and its extensions, ECM and ECME. *Statistica Sinica*, 5, 19-39.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import special
+
+from alliancetrack.detection.hmm_noise import sigma_prior
+from alliancetrack.detection.hmm_trend import gaps, smooth_trend
+
+__all__ = ["Cohort", "HMMParams", "effective", "forward_backward", "hmm_log_emissions",
+           "m_dip", "m_patients", "onset_probabilities", "viterbi"]
+
+_TINY = 1e-300
+
+#: The states: stable (0), a rupture that is repaired with a shared probability per
+#: session (1), a rupture that persists to the end of treatment (2; absorbing), and
+#: (with ``partial=True``) a partially repaired state (3) a shared fraction ``rho`` of
+#: the dip below the stable level, reached from a rupture or, as a small lasting
+#: shift, from the stable state; it is not a rupture.  Both rupture states are the
+#: same dip below the patient's stable level; the persistent state lets rupture
+#: lengths be a mixture of short (geometric) and unrepaired ones, which two states
+#: cannot express.
+STATE_DIP = np.array([0.0, 1.0, 1.0])
+RUPTURED = STATE_DIP > 0
+ALLOWED = np.array([[True, True, True], [True, True, False], [False, False, True]])
+ALLOWED_PARTIAL = np.array([[True, True, True, False], [True, True, False, True],
+                            [False, False, True, False], [True, True, True, True]])
+
+
+# ----------------------------------------------------------------------------- recursions
+def forward_backward(log_e: np.ndarray, start: np.ndarray, trans: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Posterior state probabilities of many sequences at once (scaled recursions).
+
+    Parameters
+    ----------
+    log_e : ndarray, shape (N, T, K)
+        Log emission densities; a row of zeros where a sequence has no
+        observation (missing or padding).
+    start : ndarray, shape (K,)
+        Start probabilities.
+    trans : ndarray, shape (K, K)
+        Transition probabilities (rows sum to 1).
+
+    Returns
+    -------
+    posterior : ndarray, shape (N, T, K)
+    loglik : ndarray, shape (N,)
+        Log-likelihood of each sequence.
+    counts : ndarray, shape (K, K)
+        Expected transition counts summed over sequences and time.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> log_e = np.log(np.array([[[0.9, 0.1], [0.2, 0.8]]]))
+    >>> post, ll, _ = forward_backward(log_e, np.array([0.5, 0.5]),
+    ...                                np.array([[0.9, 0.1], [0.1, 0.9]]))
+    >>> post.round(3).tolist()
+    [[[0.76, 0.24], [0.532, 0.468]]]
+    """
+    alpha, beta, scale, e, shift = _lattice(log_e, start, trans)
+    counts = np.zeros_like(trans)
+    for t in range(len(e) - 1):
+        eb = e[t + 1] * beta[t + 1] / scale[t + 1, :, None]
+        counts += trans * (alpha[t].T @ eb)
+    post = alpha * beta
+    post /= post.sum(axis=2, keepdims=True)
+    loglik = np.log(scale).sum(axis=0) + shift[:, :, 0].sum(axis=1)
+    return post.transpose(1, 0, 2), loglik, counts
+
+
+def _lattice(log_e, start, trans):
+    """Scaled forward and backward variables, time-major (T, N, K)."""
+    n, t_len, _ = log_e.shape
+    shift = log_e.max(axis=2, keepdims=True)
+    # time-major copies: every step then reads and writes contiguous (N, K) blocks
+    e = np.ascontiguousarray(np.exp(log_e - shift).transpose(1, 0, 2))
+    alpha = np.empty_like(e)
+    scale = np.empty((t_len, n))
+    a = start[None, :] * e[0]
+    scale[0] = a.sum(axis=1)
+    alpha[0] = a / scale[0, :, None]
+    for t in range(1, t_len):
+        a = (alpha[t - 1] @ trans) * e[t]
+        scale[t] = a.sum(axis=1)
+        alpha[t] = a / scale[t, :, None]
+    beta = np.empty_like(e)
+    beta[-1] = 1.0
+    for t in range(t_len - 2, -1, -1):
+        beta[t] = (e[t + 1] * beta[t + 1] / scale[t + 1, :, None]) @ trans.T
+    return alpha, beta, scale, e, shift
+
+
+def onset_probabilities(log_e: np.ndarray, start: np.ndarray, trans: np.ndarray,
+                        ruptured: np.ndarray) -> np.ndarray:
+    """Posterior probability that a rupture starts at each step, shape (N, T).
+
+    At step 0 the probability of starting in a ``ruptured`` state; later
+    ``P(state[t-1] not ruptured, state[t] ruptured | data)``.  Summed over a
+    sequence: the expected number of ruptures.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> log_e = np.log(np.array([[[0.9, 0.1], [0.1, 0.9], [0.1, 0.9]]]))
+    >>> p = onset_probabilities(log_e, np.array([0.9, 0.1]),
+    ...                         np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([False, True]))
+    >>> p.round(3).tolist()
+    [[0.074, 0.745, 0.091]]
+    """
+    alpha, beta, scale, e, _ = _lattice(log_e, start, trans)
+    out = np.empty(alpha.shape[:2])
+    post0 = alpha[0] * beta[0]
+    out[0] = (post0[:, ruptured]).sum(axis=1) / post0.sum(axis=1)
+    sub = trans[np.ix_(~ruptured, ruptured)]
+    for t in range(1, len(e)):
+        eb = (e[t] * beta[t] / scale[t, :, None])[:, ruptured]
+        out[t] = ((alpha[t - 1][:, ~ruptured] @ sub) * eb).sum(axis=1)
+    return out.T
+
+
+def viterbi(log_e: np.ndarray, start: np.ndarray, trans: np.ndarray) -> np.ndarray:
+    """Most probable state path of many sequences at once (log-space Viterbi).
+
+    Parameters as in :func:`forward_backward`.
+
+    Returns
+    -------
+    ndarray, shape (N, T), int8
+        The state at every step.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> log_e = np.log(np.array([[[0.9, 0.1], [0.2, 0.8], [0.9, 0.1]]]))
+    >>> viterbi(log_e, np.array([0.5, 0.5]), np.array([[0.9, 0.1], [0.1, 0.9]])).tolist()
+    [[0, 0, 0]]
+    """
+    n, t_len, k = log_e.shape
+    lt = np.log(np.maximum(trans, _TINY))
+    delta = np.log(np.maximum(start, _TINY))[None, :] + log_e[:, 0]
+    back = np.empty((n, t_len, k), dtype=np.int8)
+    for t in range(1, t_len):
+        cand = delta[:, :, None] + lt[None, :, :]  # from j (axis 1) to k (axis 2)
+        back[:, t] = cand.argmax(axis=1)
+        delta = cand.max(axis=1) + log_e[:, t]
+    path = np.empty((n, t_len), dtype=np.int8)
+    path[:, -1] = delta.argmax(axis=1)
+    rows = np.arange(n)
+    for t in range(t_len - 1, 0, -1):
+        path[:, t - 1] = back[rows, t, path[:, t]]
+    return path
+
+
+# ----------------------------------------------------------------------------- emissions
+@dataclass
+class HMMParams:
+    """Parameters of the cohort HMM (see the module docstring).
+
+    ``base`` is every patient's stable level at every step (N, T), a local
+    linear trend (:mod:`alliancetrack.detection.hmm_trend`) whose cohort
+    prior and bending variance are in ``trend`` (``m0``, ``P0``, ``q2``;
+    ``fit_q2`` False keeps ``q2`` fixed); ``sigma`` holds one noise scale per
+    patient; ``dip`` is in scale points (``dip_unit="scale"``) or in units
+    of ``sigma`` (``"noise"``).
+    """
+
+    start: np.ndarray
+    trans: np.ndarray
+    dip: float
+    base: np.ndarray
+    sigma: np.ndarray
+    df: float
+    dip_unit: str = "scale"
+    trend: dict = field(default_factory=dict)
+    sigma2_prior: float = 1.0
+    prior_df: float = 4.0
+    fit_prior_df: bool = False
+    fit_df: bool = False
+    mult: np.ndarray = field(default_factory=lambda: STATE_DIP.copy())
+    allowed: np.ndarray = field(default_factory=lambda: ALLOWED.copy())
+    ruptured: np.ndarray = field(default_factory=lambda: RUPTURED.copy())
+    dip_sd: float = 0.0
+    fit_dip_sd: bool = False
+
+    @property
+    def rho(self) -> float:
+        """Depth of the partially repaired state as a share of the dip (NaN without it)."""
+        return float(self.mult[3]) if len(self.mult) > 3 else np.nan
+
+    def dips(self) -> np.ndarray:
+        """The dip of every patient, in scale points (shape (N,))."""
+        return self.dip * (self.sigma if self.dip_unit == "noise" else np.ones_like(self.sigma))
+
+    def means(self) -> np.ndarray:
+        """Mean rating in each state, shape (N, T, K)."""
+        return self.base[:, :, None] - self.dips()[:, None, None] * self.mult[None, None, :]
+
+
+def _t_logpdf(r: np.ndarray, sigma: np.ndarray, df: float) -> np.ndarray:
+    const = special.gammaln((df + 1) / 2) - special.gammaln(df / 2) - 0.5 * np.log(df * np.pi)
+    return const - np.log(sigma) - (df + 1) / 2 * np.log1p((r / sigma) ** 2 / df)
+
+
+def _censored(X: np.ndarray, bounds) -> tuple[tuple, tuple]:
+    """Indices (rows, cols) of ratings at the ceiling and at the floor."""
+    if bounds is None:
+        empty = (np.empty(0, int), np.empty(0, int))
+        return empty, empty
+    lo, hi = bounds
+    with np.errstate(invalid="ignore"):
+        return np.nonzero(X >= hi - 1e-9), np.nonzero(X <= lo + 1e-9)
+
+
+def _state_means(params: HMMParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Means (N, T, U) and scales (N, U) of the distinct state levels, and each state's column.
+
+    A lowered state's scale adds the spread of dips between episodes:
+    ``sqrt(sigma_i² + (mult · dip_sd)²)``.
+    """
+    levels, inverse = np.unique(params.mult, return_inverse=True)
+    mu = params.base[:, :, None] - params.dips()[:, None, None] * levels[None, None, :]
+    scale = np.sqrt(params.sigma[:, None] ** 2 + (levels[None, :] * params.dip_sd) ** 2)
+    return mu, inverse, scale
+
+
+def hmm_log_emissions(X: np.ndarray, params: HMMParams,
+                      bounds: tuple[float, float] | None) -> np.ndarray:
+    """Log emission densities, shape (N, T, K); zeros where ``X`` is NaN.
+
+    Ratings at ``bounds`` (the scale's floor and ceiling, already mirrored)
+    are censored: their emission is the probability of a rating at or beyond
+    the bound.  States with the same mean share one computation.
+    """
+    mu, inverse, scale = _state_means(params)
+    sig = scale[:, None, :]
+    obs = np.isfinite(X)
+    x = np.where(obs, X, 0.0)[:, :, None]
+    out = _t_logpdf(x - mu, sig, params.df)
+    (tr, tc), (br, bc) = _censored(X, bounds)
+    if len(tr):
+        z = (bounds[1] - mu[tr, tc]) / scale[tr]
+        out[tr, tc] = np.log(np.maximum(special.stdtr(params.df, -z), _TINY))
+    if len(br):
+        z = (bounds[0] - mu[br, bc]) / scale[br]
+        out[br, bc] = np.log(np.maximum(special.stdtr(params.df, z), _TINY))
+    out *= obs[:, :, None]
+    return out[:, :, inverse]
+
+
+def effective(X: np.ndarray, params: HMMParams,
+               bounds: tuple[float, float] | None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """E-step quantities per state: the rating to regress on, its t weight, its residual.
+
+    Uncensored ratings keep their value and get the scale-mixture weight
+    ``(df + 1) / (df + r²/σ²)``; censored ratings get their conditional mean
+    beyond the bound (normal approximation) and weight 1.  Also returned:
+    the squared standardised residuals ``r²/σ²`` and which ratings are
+    observed and uncensored (for the update of ``df``).
+    """
+    mu, inverse, scale = _state_means(params)
+    df = params.df
+    obs = np.isfinite(X)
+    x = np.where(obs, X, 0.0)[:, :, None]
+    r = (x - mu) / scale[:, None, :]
+    w = (df + 1) / (df + r**2)
+    y = np.broadcast_to(x, mu.shape).copy()
+    (tr, tc), (br, bc) = _censored(X, bounds)
+    for rows, cols, bound, side in ((tr, tc, bounds and bounds[1], 1.0),
+                                    (br, bc, bounds and bounds[0], -1.0)):
+        if len(rows):
+            m, s = mu[rows, cols], scale[rows]
+            a = np.clip(side * (bound - m) / s, -8, 8)
+            y[rows, cols] = m + side * s * np.exp(-0.5 * a**2) / np.sqrt(2 * np.pi) / \
+                np.maximum(special.ndtr(-a), 1e-12)
+            w[rows, cols] = 1.0
+    w *= obs[:, :, None]
+    used = obs.copy()
+    used[tr, tc] = False
+    used[br, bc] = False
+    return y[:, :, inverse], w[:, :, inverse], (r**2)[:, :, inverse], used
+
+
+# ----------------------------------------------------------------------------- M-step
+@dataclass(frozen=True)
+class Cohort:
+    """The data of one fit: ratings, session gaps, which steps are in a series, bounds."""
+
+    X: np.ndarray
+    h: np.ndarray
+    steps: np.ndarray
+    bounds: tuple[float, float] | None
+
+    @classmethod
+    def of(cls, X: np.ndarray, S: np.ndarray, bounds) -> Cohort:
+        return cls(X=X, h=gaps(S), steps=np.isfinite(S), bounds=bounds)
+
+    def rows(self, rows) -> Cohort:
+        return Cohort(X=self.X[rows], h=self.h[rows], steps=self.steps[rows],
+                       bounds=self.bounds)
+
+
+def m_patients(post, y, w, cohort: Cohort, params: HMMParams, shared: bool = True) -> None:
+    """Update the stable level (Kalman smoother) and sigma per patient, and their cohort priors.
+
+    With ``shared=False`` only the patients' own parameters move (the cohort
+    priors and the bending variance stay as they are).
+    """
+    g = post * w                                       # (N, T, K)
+    W = g.sum(axis=2)
+    shift = params.dips()[:, None, None] * params.mult[None, None, :]
+    target = (g * (y + shift)).sum(axis=2) / np.maximum(W, 1e-300)
+    tr = params.trend
+    fit = smooth_trend(target, W, cohort.h, params.sigma**2, tr["q2"], tr["m0"], tr["P0"],
+                       cohort.steps, tr.get("weight"), tr.get("bend_df"))
+    tr["weight"] = fit.bend_weight
+    resid = y + shift - fit.level[:, :, None]
+    ss = (g * resid**2).sum(axis=(1, 2)) + (W * fit.level_var).sum(axis=1)
+    n_obs = np.isfinite(cohort.X).sum(axis=1)
+    if params.fit_prior_df and shared:
+        params.prior_df, params.sigma2_prior = sigma_prior(ss, n_obs, params.prior_df,
+                                                           params.sigma2_prior)
+    nu0, s2_0 = params.prior_df, params.sigma2_prior
+    params.sigma = np.sqrt((ss + nu0 * s2_0) / (n_obs + nu0))
+    params.base, tr["slope"] = fit.level, fit.slope
+    if not shared:
+        return
+    # empirical Bayes: the cohort's prior of the first level and slope, and the bending
+    P0 = fit.P0.copy()
+    P0[0, 0], P0[1, 1] = max(P0[0, 0], 1e-4), max(P0[1, 1], 1e-6)
+    tr["m0"], tr["P0"] = fit.m0, P0
+    if tr["fit_q2"]:
+        tr["q2"] = fit.q2
+    if not params.fit_prior_df:
+        params.sigma2_prior = float(np.median(params.sigma**2))
+
+
+def m_dip(post, y, w, params: HMMParams, min_dip: float) -> None:
+    stable = params.base[:, :, None]
+    m = params.mult[None, None, :]
+    g = post * w * m
+    gap = stable - y
+    if params.dip_unit == "noise":
+        num = (g * gap / params.sigma[:, None, None]).sum()
+        den = (g * m).sum()
+    else:
+        inv = 1 / params.sigma[:, None, None] ** 2
+        num = (g * gap * inv).sum()
+        den = (g * m * inv).sum()
+    params.dip = float(max(num / den, min_dip)) if den > 0 else params.dip
+    if params.fit_dip_sd:  # spread of dips between episodes (moments, full-dip states)
+        full = params.mult == 1.0
+        gf = (post * w)[:, :, full]
+        res2 = (y[:, :, full] - (stable - params.dips()[:, None, None])) ** 2
+        tot = gf.sum()
+        if tot > 0:
+            excess = (gf * (res2 - params.sigma[:, None, None] ** 2)).sum() / tot
+            params.dip_sd = float(np.sqrt(max(excess, 0.0)))
+    if len(params.mult) > 3:  # the partially repaired state: its share of the dip
+        g3 = post[:, :, 3] * w[:, :, 3]
+        d = params.dips()[:, None]
+        inv = 1 / params.sigma[:, None] ** 2
+        den3 = (g3 * d * d * inv).sum()
+        if den3 > 0:
+            rho = (g3 * d * (stable[:, :, 0] - y[:, :, 3]) * inv).sum() / den3
+            params.mult = params.mult.copy()
+            params.mult[3] = float(np.clip(rho, 0.15, 0.7))
+
+

@@ -1,0 +1,232 @@
+"""Alternative stable paths of a patient: the level search and averaging over explanations.
+
+EM climbs to the nearest optimum of each patient's stable path
+(:mod:`alliancetrack.detection.hmm_model`): a patient whose level starts at the
+median of ratings that are mostly in a long rupture would stay there, and a
+slow decline once read as a rupture stays one, as the stable path is then
+fitted to the ratings with the dip added back.  This module scores
+alternative stable paths by the patient's HMM log-likelihood plus the log
+prior of the path (the penalised likelihood EM climbs) and
+
+* moves each patient to their best candidate during the fit
+  (:func:`level_search`);
+* after the fit, refines each candidate to its own optimum (the shared
+  parameters fixed) and averages the rupture probabilities over these
+  explanations with weights proportional to their penalised likelihood
+  (:func:`average_paths`): where "a rupture" and "a slow decline" explain a
+  patient about equally well the probabilities say so, instead of taking
+  whichever EM reached first with certainty (a discrete approximation to
+  integrating over the stable path; Hoeting et al. 1999).
+
+References
+----------
+Hoeting, J. A., Madigan, D., Raftery, A. E., & Volinsky, C. T. (1999).
+Bayesian model averaging: a tutorial. *Statistical Science*, 14(4), 382-401.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from alliancetrack.detection.hmm_model import (
+    Cohort,
+    HMMParams,
+    effective,
+    forward_backward,
+    hmm_log_emissions,
+    m_patients,
+    onset_probabilities,
+)
+from alliancetrack.detection.hmm_noise import sigma_log_prior
+from alliancetrack.detection.hmm_trend import smooth_trend, trend_log_prior
+
+__all__ = ["PathAverage", "average_paths", "follow_path", "level_search", "path_objective"]
+
+#: SD of the bends of the path that follows the ratings in the level search (share of
+#: the median noise SD).
+FOLLOW_SD = 0.3
+#: Quantiles of a patient's ratings tried as their stable level by :func:`level_search`.
+LEVEL_QUANTILES = (0.5, 0.7, 0.85, 1.0)
+#: EM iterations (patients' own parameters only) that take an alternative explanation to
+#: its optimum in :func:`average_paths`.
+REFINE_ITER = 8
+#: Quantile of a patient's ratings at which the flat alternative path of
+#: :func:`average_paths` starts.
+FLAT_QUANTILE = 0.85
+
+
+def path_objective(cohort: Cohort, params: HMMParams, slope: np.ndarray) -> np.ndarray:
+    """Each patient's HMM log-likelihood plus the log priors of their stable path and noise."""
+    ll = forward_backward(hmm_log_emissions(cohort.X, params, cohort.bounds), params.start,
+                          params.trans)[1]
+    tr = params.trend
+    return (ll + trend_log_prior(params.base, slope, cohort.h, tr["q2"], tr["m0"], tr["P0"],
+                                 cohort.steps, tr.get("bend_df"))
+            + sigma_log_prior(params.sigma**2, params.prior_df, params.sigma2_prior))
+
+
+def follow_path(cohort: Cohort, params: HMMParams) -> tuple[np.ndarray, np.ndarray]:
+    """A stable path that follows the ratings (as if there were no ruptures), and its slope."""
+    tr = params.trend
+    obs = np.isfinite(cohort.X)
+    q2 = max(tr["q2"], (FOLLOW_SD * params.sigma2_prior ** 0.5) ** 2)
+    fit = smooth_trend(np.where(obs, cohort.X, 0.0), obs.astype(float), cohort.h,
+                       params.sigma**2, q2, tr["m0"], tr["P0"], cohort.steps)
+    return fit.level, fit.slope
+
+
+def level_search(cohort: Cohort, params: HMMParams) -> None:
+    """Move each patient's stable path to the best of a few candidates (in place).
+
+    EM climbs to the nearest optimum: a patient whose level starts at the
+    median of ratings that are mostly in a long rupture would stay there, with
+    their first, higher, sessions taken for noise; and a slow decline once
+    read as a rupture stays one, as the stable path is then fitted to the
+    ratings with the dip added back.  The candidates are the current stable
+    path, shifted so that its mean over the rated sessions is a quantile of
+    the patient's ratings, a flat path at that quantile, and a path that follows the ratings (a smooth of
+    the ratings themselves, :func:`follow_path`).  Each is scored by the HMM
+    log-likelihood plus the log prior of the path, with the shared
+    parameters fixed, one candidate at a time for all patients; each patient
+    keeps their best.
+    """
+    X = cohort.X
+    tr = params.trend
+    current = params.base.copy()
+    slope = tr.get("slope", np.zeros_like(current))
+    best = path_objective(cohort, params, slope)
+    centred = current - np.nanmean(np.where(np.isfinite(X), current, np.nan), axis=1)[:, None]
+    centred = np.nan_to_num(centred)
+    srt = np.sort(X, axis=1)  # NaN last
+    n = np.isfinite(X).sum(axis=1)
+    rows = np.arange(len(X))
+    candidates = []
+    for q in LEVEL_QUANTILES:  # linear interpolation, as numpy's default quantile
+        h = (np.maximum(n, 1) - 1) * q
+        lo = np.floor(h).astype(int)
+        hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
+        quant = srt[rows, lo] + (h - lo) * (srt[rows, hi] - srt[rows, lo])
+        quant = np.nan_to_num(quant)[:, None]
+        candidates.append((centred + quant, slope))
+        if tr["fit_q2"]:  # flat at the quantile: a lasting drop need not be a sloping line
+            flat = np.zeros_like(slope)
+            candidates.append((quant + flat, flat))
+    if tr["fit_q2"]:
+        candidates.append(follow_path(cohort, params))
+    for cand, cand_slope in candidates:
+        params.base = cand
+        obj = path_objective(cohort, params, cand_slope)
+        better = obj > best + 1e-9
+        current = np.where(better[:, None], cand, current)
+        slope = np.where(better[:, None], cand_slope, slope)
+        best = np.where(better, obj, best)
+    params.base = current
+    tr["slope"] = slope
+
+
+
+
+@dataclass(frozen=True)
+class PathAverage:
+    """Rupture probabilities averaged over alternative explanations of each patient.
+
+    Attributes
+    ----------
+    weights : ndarray (N, C)
+        Weight of each explanation (the fitted one first); an explanation
+        that reached the same optimum as an earlier one gets weight 0.
+    p_rupture, onset : ndarray (N, T)
+        Averaged posterior probability of a rupture state and of a rupture
+        starting, at every step.
+    base : ndarray (N, T)
+        Stable path of each patient's most weighted explanation.
+    log_e : ndarray (N, T, K)
+        Log emissions under that explanation (for the Viterbi path).
+    """
+
+    weights: np.ndarray
+    p_rupture: np.ndarray
+    onset: np.ndarray
+    base: np.ndarray
+    log_e: np.ndarray
+
+
+def _alternatives(cohort: Cohort, params: HMMParams) -> list[HMMParams]:
+    """Starting points of other explanations: a path that follows the ratings, a flat one."""
+    follow = replace(params, trend=dict(params.trend))
+    follow.base, follow.trend["slope"] = follow_path(cohort, params)
+    flat = replace(params, trend=dict(params.trend))
+    level = np.nanquantile(cohort.X, FLAT_QUANTILE, axis=1)
+    flat.base = np.repeat(np.nan_to_num(level)[:, None], cohort.X.shape[1], axis=1)
+    flat.trend["slope"] = np.zeros_like(flat.base)
+    for alt in (follow, flat):
+        alt.trend.pop("weight", None)
+    return [follow, flat]
+
+
+def _refine(cohort: Cohort, params: HMMParams, n_iter: int) -> HMMParams:
+    """EM on the patients' own parameters only (shared ones fixed), in place."""
+    for _ in range(n_iter):
+        log_e = hmm_log_emissions(cohort.X, params, cohort.bounds)
+        post = forward_backward(log_e, params.start, params.trans)[0]
+        y, w, _, _ = effective(cohort.X, params, cohort.bounds)
+        m_patients(post, y, w, cohort, params, shared=False)
+    return params
+
+
+def average_paths(cohort: Cohort, params: HMMParams, n_iter: int = REFINE_ITER) -> PathAverage:
+    """Average the rupture probabilities over a patient's alternative explanations.
+
+    The fitted explanation and two alternatives (a stable path that follows
+    the ratings, so that a slow decline is a decline; a flat path high in the
+    patient's ratings, so that a lasting drop is a rupture) are each taken to
+    their own optimum by ``n_iter`` EM iterations on the patient's own
+    parameters, the shared ones fixed.  Each explanation is weighted by its
+    penalised likelihood, ``exp(path_objective)`` normalised over the
+    explanations (an approximation to integrating over the stable path that
+    leaves out the curvature of each optimum); one that reached the same
+    optimum as an earlier one is counted once.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from alliancetrack.detection.hmm_fit import fit_hmm
+    >>> from alliancetrack.detection.hmm_model import Cohort
+    >>> rng = np.random.default_rng(0)
+    >>> X = 4 + rng.normal(0, 0.1, (60, 10)); X[:30, 4:6] -= 1.0
+    >>> S = np.tile(np.arange(1.0, 11), (60, 1))
+    >>> best, _ = fit_hmm(X, S, seed=1)
+    >>> avg = average_paths(Cohort.of(X, S, None), best.params)
+    >>> bool(np.allclose(avg.weights.sum(axis=1), 1)), bool((avg.p_rupture[:30, 4] > 0.9).all())
+    (True, True)
+    """
+    cands = [params] + [_refine(cohort, alt, n_iter) for alt in _alternatives(cohort, params)]
+    obs = np.isfinite(cohort.X)
+    score, p_r, log_es = [], [], []
+    for c in cands:
+        log_e = hmm_log_emissions(cohort.X, c, cohort.bounds)
+        post = forward_backward(log_e, c.start, c.trans)[0]
+        score.append(path_objective(cohort, c, c.trend.get("slope", np.zeros_like(c.base))))
+        p_r.append(np.where(obs, post[:, :, c.ruptured].sum(axis=2), 0.0))
+        log_es.append(log_e)
+    score = np.stack(score, axis=1)
+    for k in range(1, len(cands)):  # the same optimum reached twice counts once
+        for j in range(k):
+            same = (np.abs(p_r[k] - p_r[j]).max(axis=1) < 0.02) & \
+                (np.abs(score[:, k] - score[:, j]) < 0.05)
+            score[same, k] = -np.inf
+    weights = np.exp(score - score.max(axis=1, keepdims=True))
+    weights /= weights.sum(axis=1, keepdims=True)
+    top = weights.argmax(axis=1)
+    rows = np.arange(len(top))
+    onset = sum(weights[:, k, None] * onset_probabilities(log_es[k], c.start, c.trans,
+                                                          c.ruptured)
+                for k, c in enumerate(cands))
+    return PathAverage(
+        weights=weights,
+        p_rupture=sum(weights[:, k, None] * p_r[k] for k in range(len(cands))),
+        onset=onset,
+        base=np.stack([c.base for c in cands], axis=1)[rows, top],
+        log_e=np.stack(log_es, axis=1)[rows, top])
