@@ -51,7 +51,8 @@ from scipy import special
 from alliancetrack.detection.hmm_noise import sigma_prior
 from alliancetrack.detection.hmm_trend import gaps, smooth_trend
 
-__all__ = ["Cohort", "HMMParams", "effective", "forward_backward", "hmm_log_emissions",
+__all__ = ["Cohort", "HMMParams", "effective", "forward_backward", "forward_loglik",
+           "hmm_log_emissions", "row_quantile",
            "m_dip", "m_patients", "onset_probabilities", "viterbi"]
 
 _TINY = 1e-300
@@ -112,6 +113,31 @@ def forward_backward(log_e: np.ndarray, start: np.ndarray, trans: np.ndarray
     post /= post.sum(axis=2, keepdims=True)
     loglik = np.log(scale).sum(axis=0) + shift[:, :, 0].sum(axis=1)
     return post.transpose(1, 0, 2), loglik, counts
+
+
+def forward_loglik(log_e: np.ndarray, start: np.ndarray, trans: np.ndarray) -> np.ndarray:
+    """Log-likelihood of each sequence by the scaled forward recursion alone, shape (N,).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> log_e = np.log(np.array([[[0.9, 0.1], [0.2, 0.8]]]))
+    >>> start, trans = np.array([0.5, 0.5]), np.array([[0.9, 0.1], [0.1, 0.9]])
+    >>> bool(np.isclose(forward_loglik(log_e, start, trans)[0],
+    ...                 forward_backward(log_e, start, trans)[1][0]))
+    True
+    """
+    shift = log_e.max(axis=2, keepdims=True)
+    e = np.exp(log_e - shift)
+    a = start[None, :] * e[:, 0]
+    total = np.zeros(len(e))
+    for t in range(e.shape[1]):
+        if t:
+            a = (a @ trans) * e[:, t]
+        c = a.sum(axis=1)
+        total += np.log(c)
+        a = a / c[:, None]
+    return total + shift[:, :, 0].sum(axis=1)
 
 
 def _lattice(log_e, start, trans):
@@ -328,6 +354,28 @@ def effective(X: np.ndarray, params: HMMParams,
 
 
 # ----------------------------------------------------------------------------- M-step
+def row_quantile(X: np.ndarray, q: float, srt: np.ndarray | None = None) -> np.ndarray:
+    """The ``q`` quantile of each row's finite values (linear interpolation), NaN-free rows.
+
+    ``srt`` may pass ``np.sort(X, axis=1)`` when several quantiles are wanted.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[1.0, 3.0, np.nan, 2.0], [4.0, np.nan, np.nan, np.nan]])
+    >>> row_quantile(X, 0.5).tolist(), bool(np.allclose(row_quantile(X, 0.85)[0],
+    ...                                                  np.nanquantile(X[0], 0.85)))
+    ([2.0, 4.0], True)
+    """
+    srt = np.sort(X, axis=1) if srt is None else srt  # NaN last
+    n = np.isfinite(X).sum(axis=1)
+    rows = np.arange(len(X))
+    h = (np.maximum(n, 1) - 1) * q
+    lo = np.floor(h).astype(int)
+    hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
+    return np.nan_to_num(srt[rows, lo] + (h - lo) * (srt[rows, hi] - srt[rows, lo]))
+
+
 @dataclass(frozen=True)
 class Cohort:
     """The data of one fit: ratings, session gaps, which steps are in a series, bounds."""

@@ -35,9 +35,11 @@ from alliancetrack.detection.hmm_model import (
     HMMParams,
     effective,
     forward_backward,
+    forward_loglik,
     hmm_log_emissions,
     m_patients,
     onset_probabilities,
+    row_quantile,
 )
 from alliancetrack.detection.hmm_noise import sigma_log_prior
 from alliancetrack.detection.hmm_trend import smooth_trend, trend_log_prior
@@ -59,8 +61,8 @@ FLAT_QUANTILE = 0.85
 
 def path_objective(cohort: Cohort, params: HMMParams, slope: np.ndarray) -> np.ndarray:
     """Each patient's HMM log-likelihood plus the log priors of their stable path and noise."""
-    ll = forward_backward(hmm_log_emissions(cohort.X, params, cohort.bounds), params.start,
-                          params.trans)[1]
+    ll = forward_loglik(hmm_log_emissions(cohort.X, params, cohort.bounds), params.start,
+                        params.trans)
     tr = params.trend
     return (ll + trend_log_prior(params.base, slope, cohort.h, tr["q2"], tr["m0"], tr["P0"],
                                  cohort.steps, tr.get("bend_df"))
@@ -86,8 +88,9 @@ def level_search(cohort: Cohort, params: HMMParams) -> None:
     read as a rupture stays one, as the stable path is then fitted to the
     ratings with the dip added back.  The candidates are the current stable
     path, shifted so that its mean over the rated sessions is a quantile of
-    the patient's ratings, a flat path at that quantile, and a path that follows the ratings (a smooth of
-    the ratings themselves, :func:`follow_path`).  Each is scored by the HMM
+    the patient's ratings, a flat path at that quantile, and a path that
+    follows the ratings (a smooth of the ratings themselves,
+    :func:`follow_path`).  Each is scored by the HMM
     log-likelihood plus the log prior of the path, with the shared
     parameters fixed, one candidate at a time for all patients; each patient
     keeps their best.
@@ -99,16 +102,10 @@ def level_search(cohort: Cohort, params: HMMParams) -> None:
     best = path_objective(cohort, params, slope)
     centred = current - np.nanmean(np.where(np.isfinite(X), current, np.nan), axis=1)[:, None]
     centred = np.nan_to_num(centred)
-    srt = np.sort(X, axis=1)  # NaN last
-    n = np.isfinite(X).sum(axis=1)
-    rows = np.arange(len(X))
+    srt = np.sort(X, axis=1)
     candidates = []
-    for q in LEVEL_QUANTILES:  # linear interpolation, as numpy's default quantile
-        h = (np.maximum(n, 1) - 1) * q
-        lo = np.floor(h).astype(int)
-        hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
-        quant = srt[rows, lo] + (h - lo) * (srt[rows, hi] - srt[rows, lo])
-        quant = np.nan_to_num(quant)[:, None]
+    for q in LEVEL_QUANTILES:
+        quant = row_quantile(X, q, srt)[:, None]
         candidates.append((centred + quant, slope))
         if tr["fit_q2"]:  # flat at the quantile: a lasting drop need not be a sloping line
             flat = np.zeros_like(slope)
@@ -158,8 +155,8 @@ def _alternatives(cohort: Cohort, params: HMMParams) -> list[HMMParams]:
     follow = replace(params, trend=dict(params.trend))
     follow.base, follow.trend["slope"] = follow_path(cohort, params)
     flat = replace(params, trend=dict(params.trend))
-    level = np.nanquantile(cohort.X, FLAT_QUANTILE, axis=1)
-    flat.base = np.repeat(np.nan_to_num(level)[:, None], cohort.X.shape[1], axis=1)
+    level = row_quantile(cohort.X, FLAT_QUANTILE)
+    flat.base = np.repeat(level[:, None], cohort.X.shape[1], axis=1)
     flat.trend["slope"] = np.zeros_like(flat.base)
     for alt in (follow, flat):
         alt.trend.pop("weight", None)
