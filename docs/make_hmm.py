@@ -52,6 +52,61 @@ def f1_study(quick: bool, n_jobs: int, hmm: dict) -> tuple[pd.DataFrame, str]:
     return table, "\n".join(text)
 
 
+def oracle_f1(scenario: str, noise: float, depth: float, seed: int, n: int = 200) -> float:
+    """F1 of a detector told each patient's true stable level, the true dip and the noise law.
+
+    The stable level comes from the same simulation without noise or rounding (same seed: the
+    same random stream, so the same patients, episodes and declines), with the planted dips
+    added back; a stable / rupture / persisting-rupture HMM with the true emission law is
+    decoded by Viterbi.  An upper bound for detectors that must estimate the level.
+    """
+    from scipy import stats  # noqa: PLC0415
+
+    from alliancetrack.detection.hmm_model import viterbi  # noqa: PLC0415
+
+    kw = dict(noise_sd=noise, depth=depth, seed=seed, **at.SCENARIOS[scenario])
+    sim = at.simulate_cohort(n, **kw)
+    clean = at.simulate_cohort(n, grid=0.0, **{**kw, "noise_sd": 1e-12})
+    X = sim.sessions.pivot(index="patient", columns="session", values="alliance").to_numpy()
+    stable = clean.sessions.pivot(index="patient", columns="session",
+                                  values="alliance").to_numpy().copy()
+    for r in sim.truth.itertuples():
+        end = int(r.repair_session) - 1 if r.repaired else X.shape[1]
+        stable[r.patient - 1, int(r.rupture_session) - 1:end] += depth
+    mu = np.stack([stable, stable - depth, stable - depth], axis=2)
+    obs = np.isfinite(X)
+    x = np.where(obs, X, 0.0)[:, :, None]
+    df = at.SCENARIOS[scenario].get("noise_df")
+    if df:
+        scale = noise / np.sqrt(df / (df - 2))
+        le = stats.t.logpdf((x - mu) / scale, df) - np.log(scale)
+    else:
+        le = stats.norm.logpdf(x, mu, noise)
+    le = np.where(obs[:, :, None], le, 0.0)
+    trans = np.array([[0.94, 0.042, 0.018], [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
+    ruptured = viterbi(le, np.array([1.0, 0.0, 0.0]), trans) > 0
+    rows = []
+    for i in range(len(X)):
+        idx = np.flatnonzero(obs[i])
+        st = ruptured[i, idx]
+        onsets = idx[st & ~np.r_[False, st[:-1]]]
+        rows += [{"patient": i + 1, "rupture_session": c + 1.0} for c in onsets]
+    found = pd.DataFrame(rows, columns=["patient", "rupture_session"]).assign(
+        method="oracle", repair_session=np.nan, repaired=False)
+    return float(at.evaluate_detection(found, sim.truth)["f1"].iloc[0])
+
+
+def oracle_study() -> str:
+    """The oracle's F1 in every cell of the validation grid (2 cohorts per cell)."""
+    rows = [{"scenario": sc, "noise_sd": s, "depth": d,
+             "oracle f1": np.mean([oracle_f1(sc, s, d, SEED + r) for r in range(2)])}
+            for sc in at.SCENARIOS for s in (0.15, 0.25) for d in (0.8, 1.2)]
+    wide = pd.DataFrame(rows).pivot_table(index="scenario", columns=["noise_sd", "depth"],
+                                          values="oracle f1", sort=False)
+    wide.columns = [f"noise {a}, dip {b}" for a, b in wide.columns]
+    return "### Oracle F1 (true stable level and dip known)\n\n" + markdown(wide.reset_index())
+
+
 def calibration_study(quick: bool, hmm: dict) -> tuple[pd.DataFrame, str]:
     rows, text = [], ["### Calibration (reliability: mean predicted p vs observed share)", ""]
     summary = []
@@ -126,6 +181,9 @@ def main() -> None:
         f1, f1_text = f1_study(args.quick, args.n_jobs, hmm)
     f1.round(4).to_csv(FIGURES / "hmm_f1.csv", index=False)
     print(f1_text, flush=True)
+    oracle_text = oracle_study()
+    print(oracle_text, flush=True)
+    f1_text += "\n\n" + oracle_text
     cal, cal_text = calibration_study(args.quick, hmm)
     cal.round(4).to_csv(FIGURES / "hmm_calibration.csv", index=False)
     print(cal_text)

@@ -1,16 +1,19 @@
 """Model-based rupture detection: a cohort hidden Markov model with rupture probabilities.
 
 :class:`HMMDetector` fits a hidden Markov model (stable, ruptured — repaired
-or persisting — and partially repaired states, above a stable level that may bend)
-to the whole cohort at once (see :mod:`alliancetrack.detection.hmm_fit` for
-the model and the fitting algorithm) and gives
+or persisting — and partially repaired states, above a stable level that may
+bend) to the whole cohort at once (the model: :mod:`alliancetrack.detection.hmm_model`
+and :mod:`alliancetrack.detection.hmm_trend`; the fit:
+:mod:`alliancetrack.detection.hmm_fit`; the averaging over explanations:
+:mod:`alliancetrack.detection.hmm_paths`) and gives
 
-* episodes in the common episode table: the rupture session is the entry into
-  the ruptured state on the most probable (Viterbi) state path over the rated
-  sessions, the repair session the first rated session back in the stable
-  state, and an episode still ruptured at the last rated session is
-  unrepaired and censored; ``probability`` is the posterior probability that
-  the rupture session lies in a rupture;
+* episodes in the common episode table: the sessions whose posterior
+  probability of a rupture is at least 0.5 (the most probable state of each
+  session; ``decode="viterbi"``: the most probable state path), the rupture
+  session is the entry into a rupture, the repair session the first rated
+  session back out of it, and an episode still ruptured at the last rated
+  session is unrepaired and censored; ``probability`` is the posterior
+  probability that the rupture session lies in a rupture;
 * per-session posterior probabilities of a rupture
   (:func:`rupture_probabilities`).
 
@@ -77,7 +80,7 @@ class HMMFit:
         Posterior probability of the ruptured state at every chain step
         (NaN where no rating).
     path : ndarray (N, T), bool
-        Viterbi state path: True in a rupture state.
+        Decoded path (``decode``): True in a rupture.
     stable_mean : ndarray (N, T)
         Fitted stable-state mean (mirrored scale).
     onset : ndarray (N, T)
@@ -135,9 +138,11 @@ class HMMDetector(Detector):
 
     Parameters
     ----------
-    df : float, default 10
+    df : float, optional
         Degrees of freedom of the Student-t emissions (smaller: more robust
-        to outlying sessions; large values approach a normal model).
+        to outlying sessions; large values approach a normal model).  None
+        (the default): estimated from the cohort (ECM, Liu & Rubin 1995),
+        between 2 and 200.
     dip_unit : {"scale", "noise"}, default "scale"
         The shared dip is in scale points, or in units of each patient's
         noise scale.
@@ -150,9 +155,12 @@ class HMMDetector(Detector):
         posterior rupture probability by more than ``tol`` in the last EM
         iteration (checked after the level searches of the first 30
         iterations).
-    prior_df : float, default 4
+    prior_df : float, optional
         Weight (in pseudo-sessions) of the cohort prior on each patient's
-        noise variance.
+        noise variance.  None (the default): estimated with the prior's
+        centre from the patients' residual sums of squares (empirical
+        Bayes, Smyth 2004), so patients are shrunk toward the cohort as
+        strongly as their noise levels agree.
     partial : bool, default True
         Add a partially repaired state (a shared fraction of the dip below
         the stable level, not counted as a rupture).
@@ -167,7 +175,21 @@ class HMMDetector(Detector):
         The stable level follows a local linear trend that may bend (its
         bending variance is estimated from the cohort), so slow declines
         and growth that levels off are followed by the level, not read as
-        ruptures; False: one straight line per patient.
+        ruptures; False: one straight line per patient (level and slope
+        shrunk toward the cohort).
+    average_paths : bool, default True
+        Average the rupture probabilities over alternative explanations of
+        each patient (the fitted one, one whose stable level follows the
+        ratings, one that is flat high in them), weighted by their penalised
+        likelihood, so that a patient whom "a slow decline" and "a rupture"
+        explain about equally well gets an intermediate probability
+        (:func:`alliancetrack.detection.hmm_paths.average_paths`).
+    decode : {"posterior", "viterbi"}, default "posterior"
+        Episodes from the sessions whose rupture probability is at least 0.5,
+        or from the most probable state path (Viterbi) of the most weighted
+        explanation.  The Viterbi path splits a rupture's probability between
+        the two rupture states and can miss a rupture that is more probable
+        than not.
     subsample : int, default 5000
         In larger cohorts the ``n_starts`` starts are run on this many
         randomly drawn patients and the whole cohort is fitted once, from
@@ -179,7 +201,9 @@ class HMMDetector(Detector):
     Notes
     -----
     Hidden Markov models: Rabiner (1989); t emissions by EM: Liu & Rubin
-    (1995).  Ruptures as a drop and recovery of the alliance: Safran & Muran
+    (1995); the stable level as a local linear trend (a cubic smoothing
+    spline in state-space form): Wecker & Ansley (1983), fitted by EM as in
+    Shumway & Stoffer (1982); the noise prior: Smyth (2004).  Ruptures as a drop and recovery of the alliance: Safran & Muran
     (2000); Eubanks, Muran & Safran (2018).
 
     Examples
@@ -197,11 +221,11 @@ class HMMDetector(Detector):
 
     method: ClassVar[str] = "hmm"
     checks: ClassVar[dict[str, Check]] = {
-        "df": positive(optional=True), "dip_unit": one_of("scale", "noise"), "n_starts": whole(1),
-        "max_iter": whole(1), "tol": positive(), "prior_df": number(optional=True), "partial": flag(),
-        "dip_spread": flag(), "drift": flag(),
-        "average_paths": flag(), "decode": one_of("posterior", "viterbi"), "subsample": whole(2), "seed": whole(0),
-        "min_patients": whole(2),
+        "df": positive(optional=True), "dip_unit": one_of("scale", "noise"),
+        "n_starts": whole(1), "max_iter": whole(1), "tol": positive(),
+        "prior_df": number(optional=True), "partial": flag(), "dip_spread": flag(),
+        "drift": flag(), "average_paths": flag(), "decode": one_of("posterior", "viterbi"),
+        "subsample": whole(2), "seed": whole(0), "min_patients": whole(2),
     }
     df: float | None = None
     dip_unit: str = "scale"
@@ -301,7 +325,7 @@ class HMMDetector(Detector):
 
 
 def episodes_from_fit(fit: HMMFit, patient_dtype=None) -> pd.DataFrame:
-    """Episodes from the Viterbi path over the rated sessions (no per-patient loop)."""
+    """Episodes from the decoded rupture path over the rated sessions (no per-patient loop)."""
     X = fit.sign * _pack(fit.frame)[2]
     rated = np.isfinite(X)
     r, c = np.nonzero(rated)  # row-major: patient blocks, sessions in order
