@@ -9,7 +9,7 @@ time is printed beside wall time because other work on the machine inflates
 the wall time.
 
 Run with ``python benchmarks/bench_hmm.py [--patients 100000] [--sessions 20]
-[--scenario rough]``.
+[--scenario rough] [--n-jobs 2]``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--starts", type=int, default=3)
     ap.add_argument("--scenario", choices=sorted(at.SCENARIOS), default="clean")
+    ap.add_argument("--n-jobs", type=int, default=2, help="threads (HMMDetector n_jobs)")
     args = ap.parse_args()
     t = time.perf_counter()
     sim = at.simulate_cohort(args.patients, args.sessions, seed=1, n_therapists=500,
@@ -36,7 +37,7 @@ def main() -> None:
     data = at.read_alliance(sim.sessions, therapist="therapist", scale=sim.scale)
     print(f"simulate + read: {time.perf_counter() - t:.1f} s "
           f"({len(data.frame):,} rows, {os.cpu_count()} cores, {args.scenario})")
-    det = HMMDetector(n_starts=args.starts)
+    det = HMMDetector(n_starts=args.starts, n_jobs=args.n_jobs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t, c = time.perf_counter(), time.process_time()
@@ -44,7 +45,7 @@ def main() -> None:
         dt, cpu = time.perf_counter() - t, time.process_time() - c
     info = ep.attrs["hmm"]
     ev = at.evaluate_detection(ep, sim.truth, patients=data).iloc[0]
-    print(f"{det.label}: detect {dt:.1f} s wall, {cpu:.1f} s CPU for "
+    print(f"{det.label} (n_jobs={args.n_jobs}): detect {dt:.1f} s wall, {cpu:.1f} s CPU for "
           f"{args.patients:,} patients x {args.sessions} sessions "
           f"({args.patients / dt:,.0f} patients/s); {info['n_iter']} iterations, "
           f"converged={info['converged']}; {len(ep):,} episodes, F1 vs truth {ev['f1']:.3f}")

@@ -37,6 +37,7 @@ from __future__ import annotations
 import ast
 import math
 import numbers
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -100,6 +101,21 @@ class Check:
 
 def _is_number(x: Any) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def worker_count(n_jobs: int | None) -> int:
+    """Workers for ``n_jobs`` as joblib counts them: None or 0 -> 1, -1 all cores, -2 all but one.
+
+    Examples
+    --------
+    >>> worker_count(None), worker_count(3), worker_count(-1) >= 1
+    (1, 3, True)
+    """
+    if not n_jobs:
+        return 1
+    if n_jobs < 0:
+        return max(1, (os.cpu_count() or 1) + 1 + int(n_jobs))
+    return int(n_jobs)
 
 
 def whole(low: int = 1, *, optional: bool = False) -> Check:

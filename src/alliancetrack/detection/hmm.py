@@ -26,7 +26,7 @@ original scale and ``depth`` is positive.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -197,14 +197,18 @@ class HMMDetector(Detector):
     seed : int, default 0
     min_patients : int, default 10
         Fewer analysed patients is an error (use the rules or change points).
+    n_jobs : int, default 1
+        Threads for the starts and for the averaging over explanations
+        (-1: all cores).  The results do not depend on it.
 
     Notes
     -----
     Hidden Markov models: Rabiner (1989); t emissions by EM: Liu & Rubin
     (1995); the stable level as a local linear trend (a cubic smoothing
     spline in state-space form): Wecker & Ansley (1983), fitted by EM as in
-    Shumway & Stoffer (1982); the noise prior: Smyth (2004).  Ruptures as a drop and recovery of the alliance: Safran & Muran
-    (2000); Eubanks, Muran & Safran (2018).
+    Shumway & Stoffer (1982); the noise prior: Smyth (2004).  Ruptures as a
+    drop and recovery of the alliance: Safran & Muran (2000); Eubanks, Muran
+    & Safran (2018).
 
     Examples
     --------
@@ -226,6 +230,7 @@ class HMMDetector(Detector):
         "prior_df": number(optional=True), "partial": flag(), "dip_spread": flag(),
         "drift": flag(), "average_paths": flag(), "decode": one_of("posterior", "viterbi"),
         "subsample": whole(2), "seed": whole(0), "min_patients": whole(2),
+        "n_jobs": number(),
     }
     df: float | None = None
     dip_unit: str = "scale"
@@ -241,6 +246,7 @@ class HMMDetector(Detector):
     subsample: int = 5000
     seed: int = 0
     min_patients: int = 10
+    n_jobs: int = field(default=1, compare=False)
 
     def _check_combination(self) -> None:
         if self.prior_df is not None and self.prior_df < 0:
@@ -280,14 +286,15 @@ class HMMDetector(Detector):
                              n_starts=int(self.n_starts), max_iter=int(self.max_iter),
                              tol=self.tol, prior_df=self.prior_df, partial=self.partial,
                              dip_spread=self.dip_spread,
-                             drift=self.drift, subsample=int(self.subsample), seed=self.seed)
+                             drift=self.drift, subsample=int(self.subsample), seed=self.seed,
+                             n_jobs=self.n_jobs)
         if not best.converged:
             warnings.warn(
                 f"The HMM did not converge in {self.max_iter} iterations (best of "
                 f"{self.n_starts} starts); raise max_iter.", RuntimeWarning, stacklevel=3)
         p = best.params
         if self.average_paths:
-            avg = average_paths(Cohort.of(Xm, S, bounds), p)
+            avg = average_paths(Cohort.of(Xm, S, bounds), p, n_jobs=self.n_jobs)
             p_rupt, onset, stable, log_e = avg.p_rupture, avg.onset, avg.base, avg.log_e
         else:
             log_e = hmm_log_emissions(Xm, p, bounds)

@@ -17,10 +17,12 @@ and its extensions, ECM and ECME. *Statistica Sinica*, 5, 19-39.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
+from alliancetrack.detection.base import worker_count
 from alliancetrack.detection.hmm_model import (
     ALLOWED,
     ALLOWED_PARTIAL,
@@ -146,7 +148,7 @@ def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = N
             df: float | None = None, dip_unit: str = "scale", n_starts: int = 3,
             max_iter: int = 200, tol: float = 0.01, prior_df: float | None = None, partial: bool = True,
             dip_spread: bool = False, drift: bool = True, subsample: int = 5000,
-            seed: int = 0) -> tuple[FitResult, list[FitResult]]:
+            seed: int = 0, n_jobs: int | None = 1) -> tuple[FitResult, list[FitResult]]:
     """Fit the cohort HMM from several starts; the best by log-likelihood first.
 
     Parameters
@@ -166,8 +168,9 @@ def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = N
 
     Other Parameters
     ----------------
-    df, dip_unit, n_starts, max_iter, tol, prior_df, partial, dip_spread, drift, seed
-        As the fields of :class:`alliancetrack.detection.hmm.HMMDetector`.
+    df, dip_unit, n_starts, max_iter, tol, prior_df, partial, dip_spread, drift, seed, n_jobs
+        As the fields of :class:`alliancetrack.detection.hmm.HMMDetector` (the
+        starts run on ``n_jobs`` threads; the result does not depend on it).
 
     Returns
     -------
@@ -192,7 +195,6 @@ def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = N
     big = len(X) > subsample
     rows = np.sort(rng.choice(len(X), subsample, replace=False)) if big else slice(None)
     sub = cohort.rows(rows)
-    runs = []
 
     def initial(X, k):
         params = _initial(X, rng, k, DF_START if df is None else df, dip_unit, n_states, drift)
@@ -201,8 +203,10 @@ def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = N
         params.prior_df = PRIOR_DF_START if prior_df is None else prior_df
         return params
 
-    for k in range(n_starts):
-        runs.append(_run(sub, initial(sub.X, k), max_iter, tol, min_dip, k))
+    starts = [initial(sub.X, k) for k in range(n_starts)]  # drawn in order: deterministic
+    with ThreadPoolExecutor(max_workers=worker_count(n_jobs)) as ex:
+        runs = list(ex.map(lambda k: _run(sub, starts[k], max_iter, tol, min_dip, k),
+                           range(n_starts)))
     best = max(runs, key=lambda r: r.loglik)
     if big:  # the whole cohort, from the best start's shared parameters
         params = initial(X, 0)

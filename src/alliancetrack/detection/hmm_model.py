@@ -43,7 +43,7 @@ and its extensions, ECM and ECME. *Statistica Sinica*, 5, 19-39.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import special
@@ -266,6 +266,26 @@ class HMMParams:
     def means(self) -> np.ndarray:
         """Mean rating in each state, shape (N, T, K)."""
         return self.base[:, :, None] - self.dips()[:, None, None] * self.mult[None, None, :]
+
+    def rows(self, rows: np.ndarray) -> HMMParams:
+        """A copy for some patients: their own parameters subset, the shared ones kept."""
+        trend = {k: (v[rows] if k in _PER_PATIENT_TREND else v) for k, v in self.trend.items()}
+        return replace(self, base=self.base[rows], sigma=self.sigma[rows], trend=trend)
+
+    def set_rows(self, rows: np.ndarray, part: HMMParams) -> None:
+        """Write the patients' own parameters of ``part`` (from :meth:`rows`) back, in place."""
+        def put(whole: np.ndarray, values: np.ndarray) -> np.ndarray:
+            whole = whole.copy()  # never write into arrays another explanation may share
+            whole[rows] = values
+            return whole
+
+        self.base, self.sigma = put(self.base, part.base), put(self.sigma, part.sigma)
+        for key in _PER_PATIENT_TREND & self.trend.keys():
+            self.trend[key] = put(self.trend[key], part.trend[key])
+
+
+#: Entries of ``HMMParams.trend`` that hold one row per patient.
+_PER_PATIENT_TREND = frozenset({"slope", "weight"})
 
 
 def _t_logpdf(r: np.ndarray, sigma: np.ndarray, df: float) -> np.ndarray:

@@ -26,10 +26,12 @@ Bayesian model averaging: a tutorial. *Statistical Science*, 14(4), 382-401.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from alliancetrack.detection.base import worker_count
 from alliancetrack.detection.hmm_model import (
     Cohort,
     HMMParams,
@@ -54,6 +56,11 @@ LEVEL_QUANTILES = (0.5, 0.7, 0.85, 1.0)
 #: EM iterations (patients' own parameters only) that take an alternative explanation to
 #: its optimum in :func:`average_paths`.
 REFINE_ITER = 8
+#: Patients per chunk of :func:`average_paths` (fixed: results do not depend on threads).
+CHUNK = 10_000
+#: Refinement iterations after which an alternative explanation far below the fitted one
+#: (by more than ``PRUNE_GAP`` in penalised log-likelihood) is no longer refined.
+PRUNE_AFTER, PRUNE_GAP = 2, 30.0
 #: Quantile of a patient's ratings at which the flat alternative path of
 #: :func:`average_paths` starts.
 FLAT_QUANTILE = 0.85
@@ -163,17 +170,36 @@ def _alternatives(cohort: Cohort, params: HMMParams) -> list[HMMParams]:
     return [follow, flat]
 
 
-def _refine(cohort: Cohort, params: HMMParams, n_iter: int) -> HMMParams:
+def _em_patients(cohort: Cohort, params: HMMParams, n_iter: int) -> None:
     """EM on the patients' own parameters only (shared ones fixed), in place."""
     for _ in range(n_iter):
         log_e = hmm_log_emissions(cohort.X, params, cohort.bounds)
         post = forward_backward(log_e, params.start, params.trans)[0]
         y, w, _, _ = effective(cohort.X, params, cohort.bounds)
         m_patients(post, y, w, cohort, params, shared=False)
+
+
+def _refine(cohort: Cohort, params: HMMParams, n_iter: int, fitted: np.ndarray) -> HMMParams:
+    """Take an alternative explanation to its optimum (in place), pruning hopeless patients.
+
+    After :data:`PRUNE_AFTER` iterations, patients whose alternative lies more than
+    :data:`PRUNE_GAP` below their fitted explanation's penalised log-likelihood
+    (``fitted``) stop: their weight would be below ``exp(-PRUNE_GAP)``.
+    """
+    first = min(n_iter, PRUNE_AFTER)
+    _em_patients(cohort, params, first)
+    if n_iter > first:
+        obj = path_objective(cohort, params, params.trend["slope"])
+        keep = np.flatnonzero(obj > fitted - PRUNE_GAP)
+        if len(keep):
+            part = params.rows(keep)
+            _em_patients(cohort.rows(keep), part, n_iter - first)
+            params.set_rows(keep, part)
     return params
 
 
-def average_paths(cohort: Cohort, params: HMMParams, n_iter: int = REFINE_ITER) -> PathAverage:
+def average_paths(cohort: Cohort, params: HMMParams, n_iter: int = REFINE_ITER,
+                  n_jobs: int | None = 1) -> PathAverage:
     """Average the rupture probabilities over a patient's alternative explanations.
 
     The fitted explanation and two alternatives (a stable path that follows
@@ -185,6 +211,11 @@ def average_paths(cohort: Cohort, params: HMMParams, n_iter: int = REFINE_ITER) 
     explanations (an approximation to integrating over the stable path that
     leaves out the curvature of each optimum); one that reached the same
     optimum as an earlier one is counted once.
+
+    Patients are independent here (the shared parameters are fixed), so in
+    cohorts above :data:`CHUNK` patients the work runs in chunks of
+    :data:`CHUNK` patients on ``n_jobs`` threads (NumPy releases the GIL);
+    the chunks do not depend on ``n_jobs``, so neither do the results.
 
     Examples
     --------
@@ -199,13 +230,28 @@ def average_paths(cohort: Cohort, params: HMMParams, n_iter: int = REFINE_ITER) 
     >>> bool(np.allclose(avg.weights.sum(axis=1), 1)), bool((avg.p_rupture[:30, 4] > 0.9).all())
     (True, True)
     """
-    cands = [params] + [_refine(cohort, alt, n_iter) for alt in _alternatives(cohort, params)]
+    chunks = [np.arange(a, min(a + CHUNK, len(cohort.X))) for a in range(0, len(cohort.X), CHUNK)]
+    if len(chunks) <= 1:
+        return _average(cohort, params, n_iter)
+    with ThreadPoolExecutor(max_workers=worker_count(n_jobs)) as ex:
+        parts = list(ex.map(lambda r: _average(cohort.rows(r), params.rows(r), n_iter), chunks))
+    return PathAverage(*(np.concatenate([getattr(p, f.name) for p in parts])
+                         for f in fields(PathAverage)))
+
+
+def _average(cohort: Cohort, params: HMMParams, n_iter: int) -> PathAverage:
+    """:func:`average_paths` on one set of patients."""
+    if "slope" not in params.trend:
+        params = replace(params, trend={**params.trend, "slope": np.zeros_like(params.base)})
+    fitted = path_objective(cohort, params, params.trend["slope"])
+    cands = [params] + [_refine(cohort, alt, n_iter, fitted)
+                        for alt in _alternatives(cohort, params)]
     obs = np.isfinite(cohort.X)
     score, p_r, log_es = [], [], []
-    for c in cands:
+    for k, c in enumerate(cands):
         log_e = hmm_log_emissions(cohort.X, c, cohort.bounds)
         post = forward_backward(log_e, c.start, c.trans)[0]
-        score.append(path_objective(cohort, c, c.trend.get("slope", np.zeros_like(c.base))))
+        score.append(path_objective(cohort, c, c.trend["slope"]) if k else fitted)
         p_r.append(np.where(obs, post[:, :, c.ruptured].sum(axis=2), 0.0))
         log_es.append(log_e)
     score = np.stack(score, axis=1)

@@ -11,7 +11,6 @@ reads rupture-repair episodes off the segments.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from alliancetrack.detection.base import worker_count
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.reading.alliance import AllianceData, as_alliance_data
 
@@ -297,10 +297,7 @@ def _segment_chunk(args) -> list[list[int]]:
 
 def _segment_ruptures(signals, pens, gammas, n_bkps, config, n_jobs: int) -> list[list[int]]:
     """Segment every series with ruptures, in ``n_jobs`` processes (order kept)."""
-    if n_jobs is None or n_jobs == 0:
-        n_jobs = 1
-    if n_jobs < 0:
-        n_jobs = max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+    n_jobs = worker_count(n_jobs)
     if n_jobs == 1 or len(signals) < 2 * n_jobs:
         return _segment_chunk((signals, pens, gammas, n_bkps, config))
     size = math.ceil(len(signals) / (4 * n_jobs))
