@@ -55,10 +55,11 @@ def f1_study(quick: bool, n_jobs: int, hmm: dict) -> tuple[pd.DataFrame, str]:
 def oracle_f1(scenario: str, noise: float, depth: float, seed: int, n: int = 200) -> float:
     """F1 of a detector told each patient's true stable level, the true dip and the noise law.
 
-    The stable level comes from the same simulation without noise or rounding (same seed: the
-    same random stream, so the same patients, episodes and declines), with the planted dips
-    added back; a stable / rupture / persisting-rupture HMM with the true emission law is
-    decoded by Viterbi.  An upper bound for detectors that must estimate the level.
+    The stable level comes from the same simulation without noise, rounding or clipping to
+    the scale (same seed: the same random stream, so the same patients, episodes and
+    declines), with the planted dips added back; a stable / rupture / persisting-rupture HMM
+    with the true emission law, censored at the scale's floor and ceiling as the ratings
+    are, is decoded by Viterbi.  An upper bound for detectors that must estimate the level.
     """
     from scipy import stats  # noqa: PLC0415
 
@@ -66,7 +67,10 @@ def oracle_f1(scenario: str, noise: float, depth: float, seed: int, n: int = 200
 
     kw = dict(noise_sd=noise, depth=depth, seed=seed, **at.SCENARIOS[scenario])
     sim = at.simulate_cohort(n, **kw)
-    clean = at.simulate_cohort(n, grid=0.0, **{**kw, "noise_sd": 1e-12})
+    scale = sim.scale
+    unbounded = at.Scale("unbounded", scale.low - 100, scale.high + 100)
+    kw.setdefault("mean_level", scale.low + 0.65 * (scale.high - scale.low))  # as for wai-sr
+    clean = at.simulate_cohort(n, grid=0.0, scale=unbounded, **{**kw, "noise_sd": 1e-12})
     X = sim.sessions.pivot(index="patient", columns="session", values="alliance").to_numpy()
     stable = clean.sessions.pivot(index="patient", columns="session",
                                   values="alliance").to_numpy().copy()
@@ -77,11 +81,12 @@ def oracle_f1(scenario: str, noise: float, depth: float, seed: int, n: int = 200
     obs = np.isfinite(X)
     x = np.where(obs, X, 0.0)[:, :, None]
     df = at.SCENARIOS[scenario].get("noise_df")
-    if df:
-        scale = noise / np.sqrt(df / (df - 2))
-        le = stats.t.logpdf((x - mu) / scale, df) - np.log(scale)
-    else:
-        le = stats.norm.logpdf(x, mu, noise)
+    law = stats.t(df) if df else stats.norm()
+    width = noise / np.sqrt(df / (df - 2)) if df else noise
+    z = (x - mu) / width
+    le = law.logpdf(z) - np.log(width)
+    le = np.where(x >= scale.high - 1e-9, law.logsf((scale.high - mu) / width), le)
+    le = np.where(x <= scale.low + 1e-9, law.logcdf((scale.low - mu) / width), le)
     le = np.where(obs[:, :, None], le, 0.0)
     trans = np.array([[0.94, 0.042, 0.018], [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
     ruptured = viterbi(le, np.array([1.0, 0.0, 0.0]), trans) > 0
