@@ -272,17 +272,6 @@ class HMMParams:
         trend = {k: (v[rows] if k in _PER_PATIENT_TREND else v) for k, v in self.trend.items()}
         return replace(self, base=self.base[rows], sigma=self.sigma[rows], trend=trend)
 
-    def set_rows(self, rows: np.ndarray, part: HMMParams) -> None:
-        """Write the patients' own parameters of ``part`` (from :meth:`rows`) back, in place."""
-        def put(whole: np.ndarray, values: np.ndarray) -> np.ndarray:
-            whole = whole.copy()  # never write into arrays another explanation may share
-            whole[rows] = values
-            return whole
-
-        self.base, self.sigma = put(self.base, part.base), put(self.sigma, part.sigma)
-        for key in _PER_PATIENT_TREND & self.trend.keys():
-            self.trend[key] = put(self.trend[key], part.trend[key])
-
 
 #: Entries of ``HMMParams.trend`` that hold one row per patient.
 _PER_PATIENT_TREND = frozenset({"slope", "weight"})

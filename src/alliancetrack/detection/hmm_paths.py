@@ -58,9 +58,6 @@ LEVEL_QUANTILES = (0.5, 0.7, 0.85, 1.0)
 REFINE_ITER = 8
 #: Patients per chunk of :func:`average_paths` (fixed: results do not depend on threads).
 CHUNK = 10_000
-#: Refinement iterations after which an alternative explanation far below the fitted one
-#: (by more than ``PRUNE_GAP`` in penalised log-likelihood) is no longer refined.
-PRUNE_AFTER, PRUNE_GAP = 2, 30.0
 #: Quantile of a patient's ratings at which the flat alternative path of
 #: :func:`average_paths` starts.
 FLAT_QUANTILE = 0.85
@@ -170,31 +167,13 @@ def _alternatives(cohort: Cohort, params: HMMParams) -> list[HMMParams]:
     return [follow, flat]
 
 
-def _em_patients(cohort: Cohort, params: HMMParams, n_iter: int) -> None:
+def _refine(cohort: Cohort, params: HMMParams, n_iter: int) -> HMMParams:
     """EM on the patients' own parameters only (shared ones fixed), in place."""
     for _ in range(n_iter):
         log_e = hmm_log_emissions(cohort.X, params, cohort.bounds)
         post = forward_backward(log_e, params.start, params.trans)[0]
         y, w, _, _ = effective(cohort.X, params, cohort.bounds)
         m_patients(post, y, w, cohort, params, shared=False)
-
-
-def _refine(cohort: Cohort, params: HMMParams, n_iter: int, fitted: np.ndarray) -> HMMParams:
-    """Take an alternative explanation to its optimum (in place), pruning hopeless patients.
-
-    After :data:`PRUNE_AFTER` iterations, patients whose alternative lies more than
-    :data:`PRUNE_GAP` below their fitted explanation's penalised log-likelihood
-    (``fitted``) stop: their weight would be below ``exp(-PRUNE_GAP)``.
-    """
-    first = min(n_iter, PRUNE_AFTER)
-    _em_patients(cohort, params, first)
-    if n_iter > first:
-        obj = path_objective(cohort, params, params.trend["slope"])
-        keep = np.flatnonzero(obj > fitted - PRUNE_GAP)
-        if len(keep):
-            part = params.rows(keep)
-            _em_patients(cohort.rows(keep), part, n_iter - first)
-            params.set_rows(keep, part)
     return params
 
 
@@ -244,8 +223,7 @@ def _average(cohort: Cohort, params: HMMParams, n_iter: int) -> PathAverage:
     if "slope" not in params.trend:
         params = replace(params, trend={**params.trend, "slope": np.zeros_like(params.base)})
     fitted = path_objective(cohort, params, params.trend["slope"])
-    cands = [params] + [_refine(cohort, alt, n_iter, fitted)
-                        for alt in _alternatives(cohort, params)]
+    cands = [params] + [_refine(cohort, alt, n_iter) for alt in _alternatives(cohort, params)]
     obs = np.isfinite(cohort.X)
     score, p_r, log_es = [], [], []
     for k, c in enumerate(cands):
