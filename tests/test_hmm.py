@@ -15,8 +15,13 @@ from hypothesis import strategies as st
 from scipy import stats
 
 import alliancetrack as at
-from alliancetrack.detection.hmm import HMMDetector
-from alliancetrack.detection.hmm_model import forward_backward, onset_probabilities, viterbi
+from alliancetrack.detection.hmm import HMMDetector, counts_from_fit, probabilities_from_fit
+from alliancetrack.detection.hmm_model import (
+    count_distribution,
+    forward_backward,
+    onset_probabilities,
+    viterbi,
+)
 from alliancetrack.simulation.studies import evaluate_detection
 
 
@@ -51,7 +56,8 @@ def test_forward_backward_and_viterbi_equal_hmmlearn(seed):
 
 
 def test_missing_steps_equal_brute_force_enumeration():
-    """Three states, an absorbing one, missing observations: exact marginals by enumeration."""
+    """Three states, an absorbing one, missing observations: exact marginals, onsets and
+    the distribution of the number of ruptures by enumeration."""
     rng = np.random.default_rng(7)
     start = np.array([0.7, 0.2, 0.1])
     trans = np.array([[0.8, 0.15, 0.05], [0.4, 0.6, 0.0], [0.0, 0.0, 1.0]])
@@ -61,6 +67,7 @@ def test_missing_steps_equal_brute_force_enumeration():
     post, ll, counts = forward_backward(log_e, start, trans)
     path = viterbi(log_e, start, trans)
     onset = onset_probabilities(log_e, start, trans, np.array([False, True, True]))
+    n_rupt = count_distribution(log_e, start, trans, np.array([False, True, True]), max_count=2)
     ref_counts = np.zeros((3, 3))
     for i in range(3):
         weights, paths = [], []
@@ -76,15 +83,19 @@ def test_missing_steps_equal_brute_force_enumeration():
         prob = np.exp(w - np.logaddexp.reduce(w))
         marg = np.zeros((5, 3))
         ref_onset = np.zeros(5)
+        ref_n = np.zeros(3)  # 0, 1, 2 or more ruptures
         for p, pr in zip(paths, prob, strict=True):
             marg[np.arange(5), list(p)] += pr
             ref_onset[0] += pr * (p[0] > 0)
             for t in range(1, 5):
                 ref_onset[t] += pr * (p[t - 1] == 0 and p[t] > 0)
+            entries = (p[0] > 0) + sum(p[t - 1] == 0 and p[t] > 0 for t in range(1, 5))
+            ref_n[min(entries, 2)] += pr
             for t in range(4):
                 ref_counts[p[t], p[t + 1]] += pr
         np.testing.assert_allclose(post[i], marg, atol=1e-10)
         np.testing.assert_allclose(onset[i], ref_onset, atol=1e-10)
+        np.testing.assert_allclose(n_rupt[i], ref_n, atol=1e-10)
         np.testing.assert_array_equal(path[i], paths[int(np.argmax(w))])
     np.testing.assert_allclose(counts, ref_counts, atol=1e-10)
 
@@ -146,6 +157,39 @@ def test_rupture_probabilities_rows_and_missing(clean):
     found = found.reindex(expected.index, fill_value=0)
     assert abs(expected.sum() - found.sum()) < 0.1 * found.sum()
     assert np.corrcoef(expected, found)[0, 1] > 0.9
+
+
+def test_expected_ruptures_per_patient_with_uncertainty(clean):
+    sim, _ = clean
+    short = pd.DataFrame({"patient": [999, 999], "therapist": "T01", "session": [1, 2],
+                          "alliance": [4.0, 3.0]})
+    data = at.read_alliance(pd.concat([sim.sessions, short]), therapist="therapist",
+                            scale=sim.scale)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = HMMDetector(n_starts=1).fit(data)
+    counts, probs = counts_from_fit(fit, data), probabilities_from_fit(fit, data)
+    assert counts["patient"].tolist() == data.patients.tolist()  # nobody lost
+    short_row = counts.set_index("patient").loc[999]
+    assert "fewer than 3" in short_row["status"]
+    assert np.isnan(short_row["expected_ruptures"])
+    ok = counts[counts["status"] == "analysed"].set_index("patient")
+    assert len(ok) == len(counts) - 1
+    # two recursions agree: the mean of the count distribution (states x counts) is the
+    # sum of the onset probabilities over the rated and missing sessions (pairwise marginals)
+    by_patient = probs.groupby("patient")
+    np.testing.assert_allclose(ok["expected_ruptures"],
+                               by_patient["p_onset"].sum().loc[ok.index], atol=1e-6)
+    np.testing.assert_allclose(ok["expected_rupture_sessions"],
+                               by_patient["p_rupture"].sum().loc[ok.index], atol=1e-9)
+    assert (ok["sd_ruptures"] >= 0).all() and ok["p_any_rupture"].between(0, 1).all()
+    assert (ok["sd_ruptures"] > 0.3).any()  # some counts are uncertain
+    # against the planted truth
+    true_n = sim.truth.groupby("patient").size().reindex(ok.index, fill_value=0)
+    assert abs(ok["expected_ruptures"].sum() - true_n.sum()) < 0.1 * true_n.sum()
+    assert np.corrcoef(ok["expected_ruptures"], true_n)[0, 1] > 0.85
+    assert ok.loc[true_n == 0, "p_any_rupture"].mean() < 0.1
+    assert ok.loc[true_n > 0, "p_any_rupture"].mean() > 0.85
 
 
 def test_lower_is_better_scale_is_mirrored(clean):

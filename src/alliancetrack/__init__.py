@@ -48,7 +48,7 @@ _EAGER = (
 _LAZY: dict[str, tuple[str, ...]] = {
     "agreement.compare": ("EpisodeComparison", "compare_episodes"),
     "agreement.sources": ("AGREEMENT_COLUMNS", "source_agreement"),
-    "detection.hmm": ("HMMDetector", "rupture_probabilities"),
+    "detection.hmm": ("HMMDetector", "expected_ruptures", "rupture_probabilities"),
     "detection.strategies": ("link_strategies", "repair_rates"),
     "detection.sudden": ("CHANGE_COLUMNS", "INTERVAL_COLUMNS", "reliable_change_cutoff",
                          "sudden_changes"),
@@ -95,7 +95,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # static analysers and the API docs see the lazy names as imports
     from alliancetrack.agreement.compare import EpisodeComparison, compare_episodes
     from alliancetrack.agreement.sources import AGREEMENT_COLUMNS, source_agreement
-    from alliancetrack.detection.hmm import HMMDetector, rupture_probabilities
+    from alliancetrack.detection.hmm import HMMDetector, expected_ruptures, rupture_probabilities
     from alliancetrack.detection.strategies import link_strategies, repair_rates
     from alliancetrack.detection.sudden import (
         CHANGE_COLUMNS,

@@ -46,6 +46,7 @@ from alliancetrack.detection.episodes import finalize_episodes
 from alliancetrack.detection.hmm_fit import FitResult, fit_hmm
 from alliancetrack.detection.hmm_model import (
     Cohort,
+    count_distribution,
     forward_backward,
     hmm_log_emissions,
     onset_probabilities,
@@ -55,7 +56,8 @@ from alliancetrack.detection.hmm_paths import average_paths
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.reading.alliance import AllianceData, as_alliance_data
 
-__all__ = ["HMMDetector", "HMMFit", "rupture_probabilities"]
+__all__ = ["HMMDetector", "HMMFit", "counts_from_fit", "episodes_from_fit", "expected_ruptures",
+           "probabilities_from_fit", "rupture_probabilities"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,9 @@ class HMMFit:
         Fitted stable-state mean (mirrored scale).
     onset : ndarray (N, T)
         Posterior probability that a rupture starts at each chain step.
+    count_probs : ndarray (N, C + 1)
+        Posterior distribution of each patient's number of ruptures (the last
+        column: that many or more).
     sign : float
         1, or -1 where the scale was mirrored.
     """
@@ -98,6 +103,7 @@ class HMMFit:
     path: np.ndarray
     stable_mean: np.ndarray
     onset: np.ndarray
+    count_probs: np.ndarray
     sign: float
     excluded: pd.DataFrame
 
@@ -296,11 +302,14 @@ class HMMDetector(Detector):
         if self.average_paths:
             avg = average_paths(Cohort.of(Xm, S, bounds), p, n_jobs=self.n_jobs)
             p_rupt, onset, stable, log_e = avg.p_rupture, avg.onset, avg.base, avg.log_e
+            counts = avg.counts
         else:
             log_e = hmm_log_emissions(Xm, p, bounds)
             post = forward_backward(log_e, p.start, p.trans)[0]
             p_rupt, stable = post[:, :, p.ruptured].sum(axis=2), p.base
             onset = onset_probabilities(log_e, p.start, p.trans, p.ruptured)
+            counts = count_distribution(log_e, p.start, p.trans, p.ruptured,
+                                        steps=np.isfinite(S))
         if self.decode == "viterbi":
             path = p.ruptured[viterbi(log_e, p.start, p.trans)]
         else:
@@ -311,7 +320,7 @@ class HMMDetector(Detector):
                                  "converged": r.converged} for r in runs])
         return HMMFit(detector=self, patients=ids, frame=frame.reset_index(drop=True),
                       best=best, runs=runs_df, posterior=np.where(rated, p_rupt, np.nan),
-                      path=path, stable_mean=stable, onset=onset,
+                      path=path, stable_mean=stable, onset=onset, count_probs=counts,
                       sign=sign,
                       excluded=data.excluded)
 
@@ -329,6 +338,12 @@ class HMMDetector(Detector):
         data = as_alliance_data(data)
         fit = self.fit(data)
         return probabilities_from_fit(fit, data)
+
+    def rupture_counts(self, data) -> pd.DataFrame:
+        """Per-patient posterior of the number of ruptures; see :func:`expected_ruptures`."""
+        data = as_alliance_data(data)
+        fit = self.fit(data)
+        return counts_from_fit(fit, data)
 
 
 def episodes_from_fit(fit: HMMFit, patient_dtype=None) -> pd.DataFrame:
@@ -383,6 +398,73 @@ def probabilities_from_fit(fit: HMMFit, data: AllianceData) -> pd.DataFrame:
         how="left", sort=False)
     out.attrs["hmm"] = fit.summary()
     return out
+
+
+def counts_from_fit(fit: HMMFit, data: AllianceData) -> pd.DataFrame:
+    """One row per input patient: the posterior of their number of ruptures (see
+    :func:`expected_ruptures`)."""
+    p = fit.count_probs
+    c = np.arange(p.shape[1])
+    mean = p @ c
+    sd = np.sqrt(np.maximum(p @ c**2 - mean**2, 0.0))
+    sessions = np.nansum(np.where(np.isfinite(fit.posterior), fit.posterior, 0.0), axis=1)
+    analysed = pd.DataFrame({"patient": fit.patients, "expected_ruptures": mean,
+                             "sd_ruptures": sd, "p_any_rupture": 1.0 - p[:, 0],
+                             "expected_rupture_sessions": sessions})
+    out = pd.DataFrame({"patient": data.patients}).merge(analysed, on="patient", how="left",
+                                                        sort=False)
+    reason = dict(zip(data.excluded["patient"], data.excluded["reason"], strict=True))
+    status = [("analysed" if np.isfinite(m) else reason.get(pt, "not analysed"))
+              for pt, m in zip(out["patient"], out["expected_ruptures"], strict=True)]
+    out.insert(1, "status", status)
+    out.attrs["hmm"] = fit.summary()
+    return out
+
+
+def expected_ruptures(data, method: str = "hmm", **params) -> pd.DataFrame:
+    """Each patient's expected number of ruptures under the cohort HMM, with its uncertainty.
+
+    A hard episode count treats every detected rupture as certain.  The HMM's
+    posterior gives, for each patient, a probability for every number of
+    ruptures (computed exactly by a forward recursion over states and counts,
+    averaged over the explanations of :class:`HMMDetector`), so the count
+    can enter a sensitivity analysis as a predictor that carries its
+    uncertainty: its mean, its SD, and the probability of any rupture.
+
+    Parameters
+    ----------
+    data : AllianceData or DataFrame
+        Long ratings (``patient, session, alliance``).
+    method : {"hmm"}
+    **params
+        Parameters of :class:`HMMDetector`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per input patient (``data.patients``): ``patient, status``
+        (``"analysed"`` or the reason the patient was excluded),
+        ``expected_ruptures`` and ``sd_ruptures`` (mean and SD of the
+        posterior number of ruptures; a rupture is an entry into a rupture
+        state, so one still going on at the end counts), ``p_any_rupture``,
+        and ``expected_rupture_sessions`` (the summed per-session
+        probabilities).  NaN for patients not analysed.  ``attrs["hmm"]``:
+        the fitted shared parameters.  To get episodes, probabilities and
+        counts from one fit, use ``fit = HMMDetector().fit(data)`` with
+        :func:`episodes_from_fit`, :func:`probabilities_from_fit` and
+        :func:`counts_from_fit`.
+
+    Examples
+    --------
+    >>> import alliancetrack as at
+    >>> sim = at.simulate_cohort(60, 10, seed=2)
+    >>> er = at.expected_ruptures(sim.sessions, n_starts=1)
+    >>> er.columns.tolist()[:4], len(er) == sim.sessions["patient"].nunique()
+    (['patient', 'status', 'expected_ruptures', 'sd_ruptures'], True)
+    """
+    if method != "hmm":
+        raise ValueError(f"expected_ruptures supports method='hmm' only, got {method!r}.")
+    return HMMDetector(**params).rupture_counts(data)
 
 
 def rupture_probabilities(data, method: str = "hmm", **params) -> pd.DataFrame:

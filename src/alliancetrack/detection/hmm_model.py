@@ -51,7 +51,8 @@ from scipy import special
 from alliancetrack.detection.hmm_noise import sigma_prior
 from alliancetrack.detection.hmm_trend import gaps, smooth_trend
 
-__all__ = ["Cohort", "HMMParams", "effective", "forward_backward", "forward_loglik",
+__all__ = ["Cohort", "HMMParams", "count_distribution", "effective", "forward_backward",
+           "forward_loglik",
            "hmm_log_emissions", "row_quantile",
            "m_dip", "m_patients", "onset_probabilities", "viterbi"]
 
@@ -188,6 +189,54 @@ def onset_probabilities(log_e: np.ndarray, start: np.ndarray, trans: np.ndarray,
         eb = (e[t] * beta[t] / scale[t, :, None])[:, ruptured]
         out[t] = ((alpha[t - 1][:, ~ruptured] @ sub) * eb).sum(axis=1)
     return out.T
+
+
+def count_distribution(log_e: np.ndarray, start: np.ndarray, trans: np.ndarray,
+                       ruptured: np.ndarray, max_count: int = 8,
+                       steps: np.ndarray | None = None) -> np.ndarray:
+    """Posterior distribution of the number of ruptures in each sequence, shape (N, C + 1).
+
+    A rupture is an entry into a ``ruptured`` state (starting in one counts).
+    The forward recursion is run on (state, count so far) pairs: a move from
+    a state outside ``ruptured`` into one inside adds one.  Column ``c`` is
+    ``P(c ruptures | data)``; the last column holds ``max_count`` or more.
+    Its mean equals the sum of :func:`onset_probabilities` over the sequence
+    (below ``max_count``).  ``steps`` (N, T), if given, marks the steps inside
+    each series: the chain stops at a patient's last session (padding after
+    it does not count).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> log_e = np.log(np.array([[[0.9, 0.1], [0.1, 0.9], [0.9, 0.1], [0.1, 0.9]]]))
+    >>> start, trans = np.array([0.9, 0.1]), np.array([[0.8, 0.2], [0.5, 0.5]])
+    >>> ruptured = np.array([False, True])
+    >>> p = count_distribution(log_e, start, trans, ruptured, max_count=3)
+    >>> p.round(3).tolist()
+    [[0.109, 0.533, 0.358, 0.0]]
+    >>> bool(np.isclose(p[0] @ np.arange(4),
+    ...                 onset_probabilities(log_e, start, trans, ruptured).sum()))
+    True
+    """
+    n, t_len, k = log_e.shape
+    c_len = max_count + 1
+    e = np.exp(log_e - log_e.max(axis=2, keepdims=True))
+    enter = np.zeros_like(trans)
+    enter[np.ix_(~ruptured, ruptured)] = trans[np.ix_(~ruptured, ruptured)]
+    stay = trans - enter
+    alpha = np.zeros((n, k, c_len))
+    alpha[:, ~ruptured, 0] = start[~ruptured] * e[:, 0, ~ruptured]
+    alpha[:, ruptured, min(1, max_count)] = start[ruptured] * e[:, 0, ruptured]
+    for t in range(1, t_len):
+        up = np.zeros_like(alpha)  # counts move up by one on entering a rupture
+        up[:, :, 1:] = alpha[:, :, :-1]
+        up[:, :, -1] += alpha[:, :, -1]  # the last count holds max_count or more
+        new = (np.einsum("njc,jk->nkc", alpha, stay) + np.einsum("njc,jk->nkc", up, enter)
+               ) * e[:, t, :, None]
+        new /= np.maximum(new.sum(axis=(1, 2), keepdims=True), _TINY)
+        alpha = new if steps is None else np.where(steps[:, t, None, None], new, alpha)
+    out = alpha.sum(axis=1)
+    return out / out.sum(axis=1, keepdims=True)
 
 
 def viterbi(log_e: np.ndarray, start: np.ndarray, trans: np.ndarray) -> np.ndarray:

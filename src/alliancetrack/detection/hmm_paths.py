@@ -35,6 +35,7 @@ from alliancetrack.detection.base import worker_count
 from alliancetrack.detection.hmm_model import (
     Cohort,
     HMMParams,
+    count_distribution,
     effective,
     forward_backward,
     forward_loglik,
@@ -145,6 +146,9 @@ class PathAverage:
         Stable path of each patient's most weighted explanation.
     log_e : ndarray (N, T, K)
         Log emissions under that explanation (for the Viterbi path).
+    counts : ndarray (N, C + 1)
+        Averaged posterior distribution of the number of ruptures
+        (:func:`alliancetrack.detection.hmm_model.count_distribution`).
     """
 
     weights: np.ndarray
@@ -152,6 +156,7 @@ class PathAverage:
     onset: np.ndarray
     base: np.ndarray
     log_e: np.ndarray
+    counts: np.ndarray
 
 
 def _alternatives(cohort: Cohort, params: HMMParams) -> list[HMMParams]:
@@ -245,9 +250,12 @@ def _average(cohort: Cohort, params: HMMParams, n_iter: int) -> PathAverage:
     onset = sum(weights[:, k, None] * onset_probabilities(log_es[k], c.start, c.trans,
                                                           c.ruptured)
                 for k, c in enumerate(cands))
+    counts = sum(weights[:, k, None] * count_distribution(log_es[k], c.start, c.trans,
+                                                          c.ruptured, steps=cohort.steps)
+                 for k, c in enumerate(cands))
     return PathAverage(
         weights=weights,
         p_rupture=sum(weights[:, k, None] * p_r[k] for k in range(len(cands))),
         onset=onset,
         base=np.stack([c.base for c in cands], axis=1)[rows, top],
-        log_e=np.stack(log_es, axis=1)[rows, top])
+        log_e=np.stack(log_es, axis=1)[rows, top], counts=counts)
