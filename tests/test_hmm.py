@@ -15,7 +15,12 @@ from hypothesis import strategies as st
 from scipy import stats
 
 import alliancetrack as at
-from alliancetrack.detection.hmm import HMMDetector, counts_from_fit, probabilities_from_fit
+from alliancetrack.detection.hmm import (
+    HMMDetector,
+    _pack,
+    counts_from_fit,
+    probabilities_from_fit,
+)
 from alliancetrack.detection.hmm_model import (
     count_distribution,
     forward_backward,
@@ -192,6 +197,27 @@ def test_expected_ruptures_per_patient_with_uncertainty(clean):
     assert ok.loc[true_n > 0, "p_any_rupture"].mean() > 0.85
 
 
+@pytest.mark.parametrize("drift", [True, False])
+def test_patients_rated_at_the_ceiling_throughout_keep_a_noise_scale(drift):
+    """A third of the patients at 5 in every session: their ratings are censored, and the
+    noise update takes the censored ratings' conditional variance (else their noise scale and
+    the cohort's noise prior collapse to zero and the fit broke down with NaN)."""
+    sim = at.simulate_cohort(120, seed=7000, noise_sd=0.25, depth=0.8,
+                             **at.SCENARIOS["ceiling"])
+    sessions = sim.sessions.copy()
+    top = sessions["patient"] % 3 == 0
+    sessions.loc[top & sessions["alliance"].notna(), "alliance"] = 5.0
+    data = at.read_alliance(sessions, therapist="therapist", scale=sim.scale)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = HMMDetector(drift=drift, n_starts=2).fit(data)
+    sigma = fit.best.params.sigma
+    assert np.isfinite(sigma).all() and (sigma > 0.01).all()
+    assert np.isfinite(fit.posterior[np.isfinite(_pack(fit.frame)[2])]).all()
+    at_top = np.isin(fit.patients, sessions.loc[top, "patient"].unique())
+    assert np.nanmax(fit.posterior[at_top]) < 0.5  # a flat 5 is no rupture
+
+
 def test_lower_is_better_scale_is_mirrored(clean):
     sim, _ = clean
     up = at.read_alliance(sim.sessions, scale=at.Scale("up", 1, 5))
@@ -244,9 +270,12 @@ def test_properties_on_random_cohorts(seed, shift, scenario):
     sim = at.simulate_cohort(30, (6, 12), seed=seed, **at.SCENARIOS[scenario])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ep = HMMDetector(n_starts=1).detect(sim.sessions)
+        # converged tightly: the model is shift-equivariant in exact arithmetic, and with the
+        # default tol=0.01 two fits may stop at points that differ by a few hundredths
+        det = HMMDetector(n_starts=1, tol=1e-5, max_iter=3000)
+        ep = det.detect(sim.sessions)
         # shifted scores may look like missing-value codes (-1, -9): they are scores here
-        moved = HMMDetector(n_starts=1).detect(at.read_alliance(
+        moved = det.detect(at.read_alliance(
             sim.sessions.assign(alliance=sim.sessions["alliance"] + shift), missing_values=[]))
     assert ep["probability"].between(0, 1).all()
     rep = ep["repaired"]
@@ -258,8 +287,7 @@ def test_properties_on_random_cohorts(seed, shift, scenario):
     # without a scale (no censoring) the model is shift invariant
     pd.testing.assert_series_equal(ep["rupture_session"], moved["rupture_session"])
     np.testing.assert_allclose(moved["nadir_level"], ep["nadir_level"] + shift, atol=1e-6)
-    # equal up to the convergence tolerance (tol=0.01 on the posteriors)
-    np.testing.assert_allclose(moved["probability"], ep["probability"], atol=0.02)
+    np.testing.assert_allclose(moved["probability"], ep["probability"], atol=0.01)
 
 
 # ----------------------------------------------------------------------------- simulator

@@ -130,10 +130,10 @@ def _run(cohort: Cohort, params: HMMParams, max_iter: int, tol: float, min_dip: 
             converged = True
             break
         prev = p_rupt
-        y, w, r2, used = effective(X, params, bounds)
+        y, w, r2, used, var = effective(X, params, bounds)
         if params.fit_df:
             params.df = update_df(post, r2, used, params.df)
-        m_patients(post, y, w, cohort, params)
+        m_patients(post, y, w, var, cohort, params)
         m_dip(post, y, w, params, min_dip)
         # a weak Dirichlet prior keeps every allowed transition possible
         trans = np.where(params.allowed, counts + 0.5, 0.0)

@@ -57,6 +57,9 @@ __all__ = ["Cohort", "HMMParams", "count_distribution", "effective", "forward_ba
            "m_dip", "m_patients", "onset_probabilities", "viterbi"]
 
 _TINY = 1e-300
+#: Smallest noise scale of a patient (scale points): keeps the recursions finite whatever
+#: the data (for instance a cohort in which most patients rate the ceiling throughout).
+SIGMA_FLOOR = 1e-4
 
 #: The states: stable (0), a rupture that is repaired with a shared probability per
 #: session (1), a rupture that persists to the end of treatment (2; absorbing), and
@@ -379,14 +382,18 @@ def hmm_log_emissions(X: np.ndarray, params: HMMParams,
 
 def effective(X: np.ndarray, params: HMMParams,
                bounds: tuple[float, float] | None
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """E-step quantities per state: the rating to regress on, its t weight, its residual.
 
     Uncensored ratings keep their value and get the scale-mixture weight
     ``(df + 1) / (df + r²/σ²)``; censored ratings get their conditional mean
     beyond the bound (normal approximation) and weight 1.  Also returned:
-    the squared standardised residuals ``r²/σ²`` and which ratings are
-    observed and uncensored (for the update of ``df``).
+    the squared standardised residuals ``r²/σ²``, which ratings are observed
+    and uncensored (for the update of ``df``), and the conditional variance
+    of each censored rating beyond its bound (0 elsewhere): it belongs in the
+    expected residual sum of squares of the noise update (the Tobit M-step),
+    without it a patient rated at the ceiling throughout would get a noise
+    scale of zero.
     """
     mu, inverse, scale = _state_means(params)
     df = params.df
@@ -395,20 +402,23 @@ def effective(X: np.ndarray, params: HMMParams,
     r = (x - mu) / scale[:, None, :]
     w = (df + 1) / (df + r**2)
     y = np.broadcast_to(x, mu.shape).copy()
+    var = np.zeros_like(y)
     (tr, tc), (br, bc) = _censored(X, bounds)
     for rows, cols, bound, side in ((tr, tc, bounds and bounds[1], 1.0),
                                     (br, bc, bounds and bounds[0], -1.0)):
         if len(rows):
             m, s = mu[rows, cols], scale[rows]
             a = np.clip(side * (bound - m) / s, -8, 8)
-            y[rows, cols] = m + side * s * np.exp(-0.5 * a**2) / np.sqrt(2 * np.pi) / \
-                np.maximum(special.ndtr(-a), 1e-12)
+            lam = np.exp(-0.5 * a**2) / np.sqrt(2 * np.pi) / np.maximum(special.ndtr(-a), 1e-12)
+            y[rows, cols] = m + side * s * lam
+            var[rows, cols] = s**2 * np.maximum(1 + a * lam - lam**2, 0.0)
             w[rows, cols] = 1.0
     w *= obs[:, :, None]
     used = obs.copy()
     used[tr, tc] = False
     used[br, bc] = False
-    return y[:, :, inverse], w[:, :, inverse], (r**2)[:, :, inverse], used
+    return (y[:, :, inverse], w[:, :, inverse], (r**2)[:, :, inverse], used,
+            var[:, :, inverse])
 
 
 # ----------------------------------------------------------------------------- M-step
@@ -452,11 +462,12 @@ class Cohort:
                        bounds=self.bounds)
 
 
-def m_patients(post, y, w, cohort: Cohort, params: HMMParams, shared: bool = True) -> None:
+def m_patients(post, y, w, var, cohort: Cohort, params: HMMParams, shared: bool = True) -> None:
     """Update the stable level (Kalman smoother) and sigma per patient, and their cohort priors.
 
-    With ``shared=False`` only the patients' own parameters move (the cohort
-    priors and the bending variance stay as they are).
+    ``y``, ``w`` and ``var`` are from :func:`effective`.  With ``shared=False``
+    only the patients' own parameters move (the cohort priors and the
+    bending variance stay as they are).
     """
     g = post * w                                       # (N, T, K)
     W = g.sum(axis=2)
@@ -467,13 +478,13 @@ def m_patients(post, y, w, cohort: Cohort, params: HMMParams, shared: bool = Tru
                        cohort.steps, tr.get("weight"), tr.get("bend_df"))
     tr["weight"] = fit.bend_weight
     resid = y + shift - fit.level[:, :, None]
-    ss = (g * resid**2).sum(axis=(1, 2)) + (W * fit.level_var).sum(axis=1)
+    ss = (g * (resid**2 + var)).sum(axis=(1, 2)) + (W * fit.level_var).sum(axis=1)
     n_obs = np.isfinite(cohort.X).sum(axis=1)
     if params.fit_prior_df and shared:
         params.prior_df, params.sigma2_prior = sigma_prior(ss, n_obs, params.prior_df,
                                                            params.sigma2_prior)
     nu0, s2_0 = params.prior_df, params.sigma2_prior
-    params.sigma = np.sqrt((ss + nu0 * s2_0) / (n_obs + nu0))
+    params.sigma = np.maximum(np.sqrt((ss + nu0 * s2_0) / (n_obs + nu0)), SIGMA_FLOOR)
     params.base, tr["slope"] = fit.level, fit.slope
     if not shared:
         return

@@ -177,8 +177,8 @@ def _refine(cohort: Cohort, params: HMMParams, n_iter: int) -> HMMParams:
     for _ in range(n_iter):
         log_e = hmm_log_emissions(cohort.X, params, cohort.bounds)
         post = forward_backward(log_e, params.start, params.trans)[0]
-        y, w, _, _ = effective(cohort.X, params, cohort.bounds)
-        m_patients(post, y, w, cohort, params, shared=False)
+        y, w, _, _, var = effective(cohort.X, params, cohort.bounds)
+        m_patients(post, y, w, var, cohort, params, shared=False)
     return params
 
 
