@@ -240,8 +240,9 @@ def _average(cohort: Cohort, params: HMMParams, n_iter: int) -> PathAverage:
     score = np.stack(score, axis=1)
     for k in range(1, len(cands)):  # the same optimum reached twice counts once
         for j in range(k):
-            same = (np.abs(p_r[k] - p_r[j]).max(axis=1) < 0.02) & \
-                (np.abs(score[:, k] - score[:, j]) < 0.05)
+            with np.errstate(invalid="ignore"):  # -inf - -inf: j was itself a repeat
+                same = (np.abs(p_r[k] - p_r[j]).max(axis=1) < 0.02) & \
+                    (np.abs(score[:, k] - score[:, j]) < 0.05)
             score[same, k] = -np.inf
     weights = np.exp(score - score.max(axis=1, keepdims=True))
     weights /= weights.sum(axis=1, keepdims=True)
