@@ -413,9 +413,10 @@ def counts_from_fit(fit: HMMFit, data: AllianceData) -> pd.DataFrame:
                              "expected_rupture_sessions": sessions})
     out = pd.DataFrame({"patient": data.patients}).merge(analysed, on="patient", how="left",
                                                         sort=False)
-    reason = dict(zip(data.excluded["patient"], data.excluded["reason"], strict=True))
-    status = [("analysed" if np.isfinite(m) else reason.get(pt, "not analysed"))
-              for pt, m in zip(out["patient"], out["expected_ruptures"], strict=True)]
+    reason = out["patient"].map(
+        data.excluded.drop_duplicates("patient").set_index("patient")["reason"])
+    status = np.where(out["expected_ruptures"].notna(), "analysed",
+                      reason.fillna("not analysed").to_numpy(dtype=object))
     out.insert(1, "status", status)
     out.attrs["hmm"] = fit.summary()
     return out
