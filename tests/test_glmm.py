@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import optimize
 
@@ -160,6 +160,9 @@ def test_zero_variance_reduces_to_glm(family, n_groups, per, seed):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         glm = sm.GLM(d["y"], X, family=sm_fam, offset=offset).fit(tol=1e-12)
+    # a small binomial sample can be separated by x: then the GLM estimate does not exist
+    # (it runs off to infinity) and there is no minimiser to agree on
+    assume(np.abs(glm.params.to_numpy()).max() < 10)
     tail = [np.log(nb_theta)] if family == "negbin" else []  # the NB dispersion, held fixed
 
     def at_zero(beta):
