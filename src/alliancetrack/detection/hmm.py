@@ -401,8 +401,21 @@ def probabilities_from_fit(fit: HMMFit, data: AllianceData) -> pd.DataFrame:
 
 
 def counts_from_fit(fit: HMMFit, data: AllianceData) -> pd.DataFrame:
-    """One row per input patient: the posterior of their number of ruptures (see
-    :func:`expected_ruptures`)."""
+    """One row per input patient: the posterior of their number of ruptures.
+
+    The table of :func:`expected_ruptures`, from an existing fit (so that
+    episodes, probabilities and counts come from one fit).
+
+    Examples
+    --------
+    >>> import alliancetrack as at
+    >>> from alliancetrack.detection.hmm import HMMDetector, counts_from_fit
+    >>> data = at.as_alliance_data(at.simulate_cohort(60, 10, seed=2).sessions)
+    >>> fit = HMMDetector(n_starts=1).fit(data)
+    >>> counts = counts_from_fit(fit, data)
+    >>> len(counts) == len(data.patients), bool((counts["sd_ruptures"] >= 0).all())
+    (True, True)
+    """
     p = fit.count_probs
     c = np.arange(p.shape[1])
     mean = p @ c
