@@ -420,7 +420,7 @@ def counts_from_fit(fit: HMMFit, data: AllianceData) -> pd.DataFrame:
     c = np.arange(p.shape[1])
     mean = p @ c
     sd = np.sqrt(np.maximum(p @ c**2 - mean**2, 0.0))
-    sessions = np.nansum(np.where(np.isfinite(fit.posterior), fit.posterior, 0.0), axis=1)
+    sessions = np.nansum(fit.posterior, axis=1)  # NaN: no rating
     analysed = pd.DataFrame({"patient": fit.patients, "expected_ruptures": mean,
                              "sd_ruptures": sd, "p_any_rupture": 1.0 - p[:, 0],
                              "expected_rupture_sessions": sessions})
