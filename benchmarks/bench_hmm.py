@@ -48,7 +48,8 @@ def main() -> None:
     print(f"{det.label} (n_jobs={args.n_jobs}): detect {dt:.1f} s wall, {cpu:.1f} s CPU for "
           f"{args.patients:,} patients x {args.sessions} sessions "
           f"({args.patients / dt:,.0f} patients/s); {info['n_iter']} iterations, "
-          f"converged={info['converged']}; {len(ep):,} episodes, F1 vs truth {ev['f1']:.3f}")
+          f"converged={info['converged']}; bending share {info['bending_share']:.3f}; "
+          f"{len(ep):,} episodes, F1 vs truth {ev['f1']:.3f}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from statsmodels.tsa.statespace.kalman_smoother import KalmanSmoother
 
 import alliancetrack as at
 from alliancetrack.detection import hmm_paths
-from alliancetrack.detection.hmm import HMMDetector
+from alliancetrack.detection.hmm import HMMDetector, _pack
 from alliancetrack.detection.hmm_fit import fit_hmm
 from alliancetrack.detection.hmm_model import Cohort
 from alliancetrack.detection.hmm_noise import sigma_prior
@@ -84,6 +84,36 @@ def test_trend_smoother_equals_statsmodels(seed, bend_df):
             terms.append(new_lam[i, t + 1] * d)
     np.testing.assert_allclose(fit.bend_weight, new_lam, rtol=1e-7)
     assert fit.q2 == pytest.approx(np.sum(terms) / (2 * len(terms)), rel=1e-7)
+
+
+def test_path_log_det_and_bend_stat_equal_the_dense_posterior():
+    """log|Cov(path | ratings)| from the filter equals minus the log-determinant of the
+    joint posterior precision built densely; the per-patient bend statistics add up to q²."""
+    rng = np.random.default_rng(1)
+    n, t_len = 3, 7
+    y, w = rng.normal(size=(n, t_len)), rng.uniform(0, 1, (n, t_len))
+    w[0, 2] = 0.0                    # a missing rating
+    h = np.ones((n, t_len))
+    h[1, 3] = 2.0                    # a skipped session
+    steps = np.ones((n, t_len), bool)
+    steps[2, 5:] = False             # padding after the series
+    sigma2, q2 = np.array([0.1, 0.2, 0.3]), 0.05
+    m0, P0 = np.zeros(2), np.diag([1.0, 0.1])
+    lam = rng.uniform(0.3, 1.0, (n, t_len))
+    fit = smooth_trend(y, w, h, sigma2, q2, m0, P0, steps, bend_weight=lam)
+    for i in range(n):
+        last = int(np.flatnonzero(steps[i]).max()) + 1
+        prec = np.zeros((2 * last, 2 * last))  # z = (level_1, slope_1, ..., level_L, slope_L)
+        prec[:2, :2] += np.linalg.inv(P0)
+        for t in range(1, last):
+            g = h[i, t]
+            A = np.zeros((2, 2 * last))
+            A[:, 2 * t:2 * t + 2] = np.eye(2)
+            A[:, 2 * t - 2:2 * t] = -np.array([[1.0, g], [0.0, 1.0]])
+            prec += A.T @ np.linalg.inv(_bend_cov(q2 / lam[i, t], g)) @ A
+        prec[np.arange(0, 2 * last, 2), np.arange(0, 2 * last, 2)] += w[i, :last] / sigma2[i]
+        assert fit.log_det[i] == pytest.approx(-np.linalg.slogdet(prec)[1], rel=1e-10)
+    assert fit.q2 == pytest.approx(fit.bend_stat.sum() / (2 * steps[:, 1:].sum()), rel=1e-12)
 
 
 def test_trend_log_prior_equals_scipy_normal_and_t():
@@ -157,10 +187,22 @@ def _same(a, b, atol=1e-10):
 
 def test_averaging_in_chunks_on_threads_equals_one_pass(rough_fit, monkeypatch):
     cohort, params = rough_fit
+    bend = hmm_paths.Bending(0.1, 16 * params.trend["q2"])
     whole = hmm_paths.average_paths(cohort, params)
+    bent = hmm_paths.average_paths(cohort, params, bending=bend)
+    assert bent.weights.shape[1] == 2 * whole.weights.shape[1]
     monkeypatch.setattr(hmm_paths, "CHUNK", 25)  # 120 patients: 5 chunks
     for n_jobs in (1, 2):
         _same(hmm_paths.average_paths(cohort, params, n_jobs=n_jobs), whole)
+        _same(hmm_paths.average_paths(cohort, params, n_jobs=n_jobs, bending=bend), bent)
+
+
+def test_bending_estimate_does_not_depend_on_threads(rough_fit, monkeypatch):
+    cohort, params = rough_fit
+    monkeypatch.setattr(hmm_paths, "BEND_CHUNK", 40)  # 120 patients: 3 chunks
+    one = hmm_paths.fit_bending(cohort, params, max_rounds=3)
+    two = hmm_paths.fit_bending(cohort, params, max_rounds=3, n_jobs=2)
+    assert one == two and one.rounds >= 1
 
 
 def test_averaging_leaves_the_fitted_parameters_alone(rough_fit):
@@ -192,3 +234,32 @@ def test_detector_results_do_not_depend_on_n_jobs(monkeypatch):
     assert HMMDetector(n_jobs=2).label == "hmm"
     np.testing.assert_array_equal(one["rupture_session"], two["rupture_session"])
     np.testing.assert_allclose(one["probability"], two["probability"], rtol=0, atol=1e-12)
+
+
+def _arrays(fit):
+    _, _, X, S = _pack(fit.frame)
+    return X, S, (1.0, 5.0)
+
+
+def _fitted(**settings):
+    sim = at.simulate_cohort(300, seed=11, noise_sd=0.1, **settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return HMMDetector(bending=True).fit(at.read_alliance(sim.sessions, scale=sim.scale))
+
+
+def test_bending_regime_appears_only_where_levels_bend():
+    """fit_bending drops the regime for straight levels, and finds a share of patients with
+    a larger bending SD where 40% decline slowly; without it the averaging is the plain one."""
+    straight = _fitted()
+    assert straight.bending.share == 0
+    declining = _fitted(decline_share=0.4, decline_depth=(0.8, 1.2), decline_sessions=(4, 8))
+    bend, q2 = declining.bending, declining.best.params.trend["q2"]
+    assert 0.02 < bend.share < 0.6 and bend.converged
+    assert bend.q2 > 4 * q2
+    assert declining.summary()["bending_share"] == bend.share
+    # share 0 (dropped, or bending=False) is the plain averaging
+    cohort = Cohort.of(*_arrays(straight))
+    plain = hmm_paths.average_paths(cohort, straight.best.params)
+    np.testing.assert_array_equal(np.where(np.isnan(straight.posterior), 0, straight.posterior),
+                                  plain.p_rupture)

@@ -52,12 +52,16 @@ from alliancetrack.detection.hmm_model import (
     onset_probabilities,
     viterbi,
 )
-from alliancetrack.detection.hmm_paths import average_paths
+from alliancetrack.detection.hmm_paths import NO_BENDING, Bending, average_paths, fit_bending
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.reading.alliance import AllianceData, as_alliance_data
 
 __all__ = ["HMMDetector", "HMMFit", "counts_from_fit", "episodes_from_fit", "expected_ruptures",
            "probabilities_from_fit", "rupture_probabilities"]
+
+
+#: Patients on which :class:`HMMDetector` estimates the bending regime (drawn from ``seed``).
+BEND_SAMPLE = 2000
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,10 @@ class HMMFit:
         column: that many or more).
     sign : float
         1, or -1 where the scale was mirrored.
+    excluded : DataFrame
+        Patients not analysed, with the reason.
+    bending : Bending
+        The estimated bending regime of the averaging (share 0: none).
     """
 
     detector: HMMDetector
@@ -106,6 +114,7 @@ class HMMFit:
     count_probs: np.ndarray
     sign: float
     excluded: pd.DataFrame
+    bending: Bending = NO_BENDING
 
     def summary(self) -> dict:
         """The shared parameters and convergence, as plain numbers."""
@@ -118,7 +127,9 @@ class HMMFit:
                 "dip_unit": p.dip_unit, "df": float(p.df), "prior_df": float(p.prior_df),
                 "median_sigma": float(np.median(p.sigma)),
                 "trend_sd": float(np.sqrt(p.trend["q2"])),
-                "bend_df": float(p.trend["bend_df"] or np.inf), "loglik": float(self.best.loglik),
+                "bend_df": float(p.trend["bend_df"] or np.inf),
+                "bending_share": float(self.bending.share),
+                "bending_sd": float(np.sqrt(self.bending.q2)), "loglik": float(self.best.loglik),
                 "n_iter": int(self.best.n_iter), "converged": bool(self.best.converged),
                 "n_patients": int(len(self.patients))}
 
@@ -190,6 +201,19 @@ class HMMDetector(Detector):
         likelihood, so that a patient whom "a slow decline" and "a rupture"
         explain about equally well gets an intermediate probability
         (:func:`alliancetrack.detection.hmm_paths.average_paths`).
+    bending : bool, default False
+        With ``average_paths`` and ``drift``: let a share of patients follow
+        a regime in which the stable level bends more (a slow decline), the
+        share and its bending variance estimated by EM over the explanations
+        (on at most 2,000 patients drawn from ``seed``), the explanations
+        weighted by marginal (Laplace) likelihood
+        (:func:`alliancetrack.detection.hmm_paths.fit_bending`); where the
+        share falls below 0.005 the averaging is the plain one
+        (``HMMFit.bending``).  It helps where slow declines are common
+        (fewer declines read as ruptures; lower Brier score) but can find a
+        small spurious share in long series without declines, and it about
+        doubles the time of the averaging, so it is off by default
+        (docs/hmm.md, calibration).
     decode : {"posterior", "viterbi"}, default "posterior"
         Episodes from the sessions whose rupture probability is at least 0.5,
         or from the most probable state path (Viterbi) of the most weighted
@@ -234,7 +258,7 @@ class HMMDetector(Detector):
         "df": positive(optional=True), "dip_unit": one_of("scale", "noise"),
         "n_starts": whole(1), "max_iter": whole(1), "tol": positive(),
         "prior_df": number(optional=True), "partial": flag(), "dip_spread": flag(),
-        "drift": flag(), "average_paths": flag(), "decode": one_of("posterior", "viterbi"),
+        "drift": flag(), "average_paths": flag(), "bending": flag(), "decode": one_of("posterior", "viterbi"),
         "subsample": whole(2), "seed": whole(0), "min_patients": whole(2),
         "n_jobs": number(),
     }
@@ -248,6 +272,7 @@ class HMMDetector(Detector):
     dip_spread: bool = False
     drift: bool = True
     average_paths: bool = True
+    bending: bool = False
     decode: str = "posterior"
     subsample: int = 5000
     seed: int = 0
@@ -299,8 +324,14 @@ class HMMDetector(Detector):
                 f"The HMM did not converge in {self.max_iter} iterations (best of "
                 f"{self.n_starts} starts); raise max_iter.", RuntimeWarning, stacklevel=3)
         p = best.params
+        bend = NO_BENDING
         if self.average_paths:
-            avg = average_paths(Cohort.of(Xm, S, bounds), p, n_jobs=self.n_jobs)
+            cohort = Cohort.of(Xm, S, bounds)
+            if self.bending:
+                rows = np.random.default_rng(self.seed).permutation(len(Xm))[:BEND_SAMPLE]
+                rows = np.sort(rows)
+                bend = fit_bending(cohort.rows(rows), p.rows(rows), n_jobs=self.n_jobs)
+            avg = average_paths(cohort, p, n_jobs=self.n_jobs, bending=bend)
             p_rupt, onset, stable, log_e = avg.p_rupture, avg.onset, avg.base, avg.log_e
             counts = avg.counts
         else:
@@ -321,8 +352,7 @@ class HMMDetector(Detector):
         return HMMFit(detector=self, patients=ids, frame=frame.reset_index(drop=True),
                       best=best, runs=runs_df, posterior=np.where(rated, p_rupt, np.nan),
                       path=path, stable_mean=stable, onset=onset, count_probs=counts,
-                      sign=sign,
-                      excluded=data.excluded)
+                      sign=sign, excluded=data.excluded, bending=bend)
 
     # ------------------------------------------------------------------ outputs
     def detect(self, data) -> pd.DataFrame:

@@ -49,7 +49,7 @@ import numpy as np
 from scipy import special
 
 from alliancetrack.detection.hmm_noise import sigma_prior
-from alliancetrack.detection.hmm_trend import gaps, smooth_trend
+from alliancetrack.detection.hmm_trend import TrendFit, gaps, smooth_trend
 
 __all__ = ["Cohort", "HMMParams", "count_distribution", "effective", "forward_backward",
            "forward_loglik",
@@ -462,7 +462,8 @@ class Cohort:
                        bounds=self.bounds)
 
 
-def m_patients(post, y, w, var, cohort: Cohort, params: HMMParams, shared: bool = True) -> None:
+def m_patients(post, y, w, var, cohort: Cohort, params: HMMParams,
+               shared: bool = True) -> TrendFit:
     """Update the stable level (Kalman smoother) and sigma per patient, and their cohort priors.
 
     ``y``, ``w`` and ``var`` are from :func:`effective`.  With ``shared=False``
@@ -487,7 +488,7 @@ def m_patients(post, y, w, var, cohort: Cohort, params: HMMParams, shared: bool 
     params.sigma = np.maximum(np.sqrt((ss + nu0 * s2_0) / (n_obs + nu0)), SIGMA_FLOOR)
     params.base, tr["slope"] = fit.level, fit.slope
     if not shared:
-        return
+        return fit
     # empirical Bayes: the cohort's prior of the first level and slope, and the bending
     P0 = fit.P0.copy()
     P0[0, 0], P0[1, 1] = max(P0[0, 0], 1e-4), max(P0[1, 1], 1e-6)
@@ -496,6 +497,7 @@ def m_patients(post, y, w, var, cohort: Cohort, params: HMMParams, shared: bool 
         tr["q2"] = fit.q2
     if not params.fit_prior_df:
         params.sigma2_prior = float(np.median(params.sigma**2))
+    return fit
 
 
 def m_dip(post, y, w, params: HMMParams, min_dip: float) -> None:

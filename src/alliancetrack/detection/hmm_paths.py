@@ -47,7 +47,8 @@ from alliancetrack.detection.hmm_model import (
 from alliancetrack.detection.hmm_noise import sigma_log_prior
 from alliancetrack.detection.hmm_trend import smooth_trend, trend_log_prior
 
-__all__ = ["PathAverage", "average_paths", "follow_path", "level_search", "path_objective"]
+__all__ = ["NO_BENDING", "Bending", "PathAverage", "average_paths", "fit_bending", "follow_path",
+           "level_search", "path_objective"]
 
 #: SD of the bends of the path that follows the ratings in the level search (share of
 #: the median noise SD).
@@ -62,6 +63,41 @@ CHUNK = 10_000
 #: Quantile of a patient's ratings at which the flat alternative path of
 #: :func:`average_paths` starts.
 FLAT_QUANTILE = 0.85
+
+
+@dataclass(frozen=True)
+class Bending:
+    """The bending regime of the averaging: a share of patients whose stable level bends more.
+
+    Attributes
+    ----------
+    share : float
+        Prior probability that a patient's stable level follows the bending
+        regime (0: no bending regime; the averaging is the plain one).
+    q2 : float
+        Bending variance of the slope's random walk in that regime (the calm
+        regime keeps the fitted one).
+    rounds : int
+        EM rounds of :func:`fit_bending`; ``converged`` whether the share settled.
+    """
+
+    share: float
+    q2: float
+    rounds: int = 0
+    converged: bool = True
+
+
+#: No bending regime.
+NO_BENDING = Bending(0.0, 0.0)
+#: Starting share and bending SD (a multiple of the calm regime's) of :func:`fit_bending`.
+BEND_SHARE_START, BEND_SD_START = 0.2, 4.0
+#: Below this share the bending regime is dropped (the plain averaging is used).
+BEND_SHARE_MIN = 5e-3
+#: EM rounds of :func:`fit_bending` at most, and the relative change of the share that stops it.
+BEND_ROUNDS, BEND_TOL = 40, 0.01
+#: Patients per chunk of the E-step of :func:`fit_bending` (fixed: results do not depend on
+#: threads).
+BEND_CHUNK = 500
 
 
 def path_objective(cohort: Cohort, params: HMMParams, slope: np.ndarray) -> np.ndarray:
@@ -183,7 +219,7 @@ def _refine(cohort: Cohort, params: HMMParams, n_iter: int) -> HMMParams:
 
 
 def average_paths(cohort: Cohort, params: HMMParams, n_iter: int = REFINE_ITER,
-                  n_jobs: int | None = 1) -> PathAverage:
+                  n_jobs: int | None = 1, bending: Bending = NO_BENDING) -> PathAverage:
     """Average the rupture probabilities over a patient's alternative explanations.
 
     The fitted explanation and two alternatives (a stable path that follows
@@ -195,6 +231,11 @@ def average_paths(cohort: Cohort, params: HMMParams, n_iter: int = REFINE_ITER,
     explanations (an approximation to integrating over the stable path that
     leaves out the curvature of each optimum); one that reached the same
     optimum as an earlier one is counted once.
+
+    With a ``bending`` regime (:func:`fit_bending`) the three explanations
+    are also taken to their optima under that regime's larger bending
+    variance, and all six are weighted by penalised likelihood, the regime's
+    prior share and the Laplace volume of the path (see :func:`_explanations`).
 
     Patients are independent here (the shared parameters are fixed), so in
     cohorts above :data:`CHUNK` patients the work runs in chunks of
@@ -216,36 +257,139 @@ def average_paths(cohort: Cohort, params: HMMParams, n_iter: int = REFINE_ITER,
     """
     chunks = [np.arange(a, min(a + CHUNK, len(cohort.X))) for a in range(0, len(cohort.X), CHUNK)]
     if len(chunks) <= 1:
-        return _average(cohort, params, n_iter)
+        return _average(cohort, params, n_iter, bending)
     with ThreadPoolExecutor(max_workers=worker_count(n_jobs)) as ex:
-        parts = list(ex.map(lambda r: _average(cohort.rows(r), params.rows(r), n_iter), chunks))
+        parts = list(ex.map(lambda r: _average(cohort.rows(r), params.rows(r), n_iter, bending),
+                                 chunks))
     return PathAverage(*(np.concatenate([getattr(p, f.name) for p in parts])
                          for f in fields(PathAverage)))
 
 
-def _average(cohort: Cohort, params: HMMParams, n_iter: int) -> PathAverage:
-    """:func:`average_paths` on one set of patients."""
+def _with_q2(params: HMMParams, q2: float) -> HMMParams:
+    return replace(params, trend={**params.trend, "q2": q2})
+
+
+def _regime(cohort: Cohort, params: HMMParams, n_iter: int, refit_fitted: bool):
+    """The fitted explanation (refined under ``params``' bending variance if asked) and the
+    two refined alternatives."""
+    first = _refine(cohort, replace(params, trend=dict(params.trend)), n_iter) \
+        if refit_fitted else params
+    return [first] + [_refine(cohort, replace(alt, trend=dict(alt.trend)), n_iter)
+                      for alt in _alternatives(cohort, params)]
+
+
+def _trend_fit(cohort: Cohort, params: HMMParams):
+    """One M-step of the stable path under an explanation (its Laplace volume and bend
+    statistics), leaving the explanation as it is."""
+    log_e = hmm_log_emissions(cohort.X, params, cohort.bounds)
+    post = forward_backward(log_e, params.start, params.trans)[0]
+    y, w, _, _, var = effective(cohort.X, params, cohort.bounds)
+    return m_patients(post, y, w, var, cohort, replace(params, trend=dict(params.trend)),
+                      shared=False)
+
+
+def _explanations(cohort: Cohort, params: HMMParams, n_iter: int,
+                  bending: Bending = NO_BENDING):
+    """Explanations of every patient, their weights, log emissions, rupture probabilities and
+    (with a bending regime) bend statistics.
+
+    Without a bending regime: the fitted explanation and two refined
+    alternatives, weighted by penalised likelihood.  With one: these three in
+    the calm regime and the same three refined under the bending variance,
+    each weighted by penalised likelihood times its regime's prior share times
+    the Laplace volume of its path (``exp(½·log|Cov(path)|)``: without it the
+    bending regime, whose paths spread over a larger space, is never chosen).
+    """
     if "slope" not in params.trend:
         params = replace(params, trend={**params.trend, "slope": np.zeros_like(params.base)})
-    fitted = path_objective(cohort, params, params.trend["slope"])
-    cands = [params] + [_refine(cohort, alt, n_iter) for alt in _alternatives(cohort, params)]
     obs = np.isfinite(cohort.X)
-    score, p_r, log_es = [], [], []
-    for k, c in enumerate(cands):
+    regimes = [(params, False, 0.0)]
+    if bending.share > 0:
+        regimes = [(params, False, np.log1p(-bending.share)),
+                   (_with_q2(params, bending.q2), True, np.log(bending.share))]
+    cands, score, regime_of, stats = [], [], [], []
+    for r, (base, refit, log_share) in enumerate(regimes):
+        for c in _regime(cohort, base, n_iter, refit):
+            obj = path_objective(cohort, c, c.trend["slope"]) + log_share
+            if bending.share > 0:
+                fit = _trend_fit(cohort, c)
+                obj = obj + 0.5 * fit.log_det
+                stats.append(fit.bend_stat)
+            cands.append(c)
+            score.append(obj)
+            regime_of.append(r)
+    p_r, log_es = [], []
+    for c in cands:
         log_e = hmm_log_emissions(cohort.X, c, cohort.bounds)
         post = forward_backward(log_e, c.start, c.trans)[0]
-        score.append(path_objective(cohort, c, c.trend["slope"]) if k else fitted)
         p_r.append(np.where(obs, post[:, :, c.ruptured].sum(axis=2), 0.0))
         log_es.append(log_e)
     score = np.stack(score, axis=1)
     for k in range(1, len(cands)):  # the same optimum reached twice counts once
         for j in range(k):
+            if regime_of[j] != regime_of[k]:
+                continue
             with np.errstate(invalid="ignore"):  # -inf - -inf: j was itself a repeat
                 same = (np.abs(p_r[k] - p_r[j]).max(axis=1) < 0.02) & \
                     (np.abs(score[:, k] - score[:, j]) < 0.05)
             score[same, k] = -np.inf
     weights = np.exp(score - score.max(axis=1, keepdims=True))
     weights /= weights.sum(axis=1, keepdims=True)
+    return cands, weights, log_es, p_r, (np.array(regime_of), stats)
+
+
+def _bending_estep(cohort: Cohort, params: HMMParams, n_iter: int, bend: Bending):
+    """Summed weight of the bending regime, bend statistics and steps (one chunk)."""
+    _, weights, _, _, (regime_of, stats) = _explanations(cohort, params, n_iter, bend)
+    bending = np.flatnonzero(regime_of == 1)
+    resp = weights[:, bending].sum(axis=1)
+    stat = sum(weights[:, k] * stats[k] for k in bending)
+    return float(resp.sum()), float(np.sum(stat)), float((resp * cohort.steps[:, 1:].sum(axis=1)).sum())
+
+
+def fit_bending(cohort: Cohort, params: HMMParams, n_iter: int = REFINE_ITER,
+                max_rounds: int = BEND_ROUNDS, tol: float = BEND_TOL,
+                n_jobs: int | None = 1) -> Bending:
+    """Estimate the bending regime of the averaging by EM over the explanations.
+
+    A cohort's stable levels are mostly straight, and EM fits the bending
+    variance to them; the few patients whose level truly declines over a few
+    sessions then look like ruptures that are never repaired.  This lets a
+    share of patients bend more: the share and that regime's bending variance
+    are updated from the explanations' weights (E-step: the weights of
+    :func:`_explanations` with a bending regime; M-step: the mean weight of
+    the bending regime, and its weighted bend statistics), the shared
+    parameters fixed, until the share changes by less than ``tol`` of itself.
+    A share that falls below :data:`BEND_SHARE_MIN` drops the regime (the
+    cohort's levels do not bend more than EM allows for).  The E-step runs in
+    fixed chunks of :data:`BEND_CHUNK` patients on ``n_jobs`` threads (the
+    result does not depend on ``n_jobs``).
+    """
+    q2 = params.trend.get("q2", 0.0)
+    if q2 <= 0:
+        return NO_BENDING
+    n = len(cohort.X)
+    parts = [np.arange(a, min(a + BEND_CHUNK, n)) for a in range(0, n, BEND_CHUNK)]
+    bend = Bending(BEND_SHARE_START, BEND_SD_START**2 * q2)
+    with ThreadPoolExecutor(max_workers=worker_count(n_jobs)) as ex:
+        for rounds in range(1, max_rounds + 1):
+            sums = list(ex.map(lambda r, b=bend: _bending_estep(cohort.rows(r), params.rows(r),
+                                                                 n_iter, b), parts))
+            resp, stat, steps = (sum(col) for col in zip(*sums, strict=True))
+            share = resp / n
+            if share < BEND_SHARE_MIN:
+                return Bending(0.0, 0.0, rounds, True)
+            q2_bend = max(stat / (2 * max(steps, 1e-12)), q2)
+            done = abs(share - bend.share) < tol * bend.share
+            bend = Bending(share, q2_bend, rounds, done)
+            if done:
+                break
+    return bend
+
+
+def _average(cohort: Cohort, params: HMMParams, n_iter: int, bending: Bending) -> PathAverage:
+    """:func:`average_paths` on one set of patients."""
+    cands, weights, log_es, p_r, _ = _explanations(cohort, params, n_iter, bending)
     top = weights.argmax(axis=1)
     rows = np.arange(len(top))
     onset = sum(weights[:, k, None] * onset_probabilities(log_es[k], c.start, c.trans,

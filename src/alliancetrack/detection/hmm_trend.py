@@ -66,6 +66,15 @@ class TrendFit:
         Updated scale-mixture weight of every step's bend (1: a typical
         bend; small: a bend far larger than typical, as at the start or end
         of a slow decline).
+    bend_stat : ndarray (N,)
+        Each patient's share of the update of ``q²``: the sum over their
+        steps of the weighted expected squared standardised bend (``q²`` is
+        ``bend_stat.sum() / (2 * steps)``; the update over a mixture of
+        explanations weights these per patient).
+    log_det : ndarray (N,)
+        Log-determinant of the joint posterior covariance of each patient's
+        (level, slope) path over the steps inside their series (the Laplace
+        volume of the path; 0 where ``q²`` is 0).
     """
 
     level: np.ndarray
@@ -75,6 +84,8 @@ class TrendFit:
     P0: np.ndarray
     q2: float
     bend_weight: np.ndarray
+    bend_stat: np.ndarray
+    log_det: np.ndarray
 
 
 def gaps(S: np.ndarray) -> np.ndarray:
@@ -181,7 +192,7 @@ def smooth_trend(y: np.ndarray, w: np.ndarray, h: np.ndarray, sigma2: np.ndarray
     sll, sls, sss = f["fll"][-1].copy(), f["fls"][-1].copy(), f["fss"][-1].copy()
     level, level_var, slope = np.empty((t_len, n)), np.empty((t_len, n)), np.empty((t_len, n))
     level[-1], level_var[-1], slope[-1] = sl, sll, ss
-    qsum, qcount = 0.0, 0
+    qsum, qcount = np.zeros(n), 0
     new_lam = np.ones_like(lam)
     for t in range(t_len - 2, -1, -1):
         g = h[:, t + 1]
@@ -225,7 +236,7 @@ def smooth_trend(y: np.ndarray, w: np.ndarray, h: np.ndarray, sigma2: np.ndarray
             tr = 12 * ell / g**3 - 12 * els / g**2 + 4 * ess / g
             if bend_df is not None:
                 new_lam[:, t + 1] = (bend_df + 2) / (bend_df + tr / q2)
-            qsum += float((new_lam[:, t + 1] * tr)[inside].sum())
+            qsum += np.where(inside, new_lam[:, t + 1] * tr, 0.0)
             qcount += int(inside.sum())
         sl, ss, sll, sls, sss = nl, ns, nll, nls, nss
         level[t], level_var[t], slope[t] = sl, sll, ss
@@ -233,9 +244,30 @@ def smooth_trend(y: np.ndarray, w: np.ndarray, h: np.ndarray, sigma2: np.ndarray
     dl0, ds0 = sl - m0_new[0], ss - m0_new[1]
     P0_new = np.array([[np.mean(sll + dl0 * dl0), np.mean(sls + dl0 * ds0)],
                        [np.mean(sls + dl0 * ds0), np.mean(sss + ds0 * ds0)]])
-    q2_new = qsum / (2 * qcount) if qcount else q2
-    return TrendFit(level=level.T, level_var=level_var.T, slope=slope.T, m0=m0_new, P0=P0_new, q2=q2_new,
-                    bend_weight=new_lam)
+    q2_new = float(qsum.sum()) / (2 * qcount) if qcount else q2
+    return TrendFit(level=level.T, level_var=level_var.T, slope=slope.T, m0=m0_new, P0=P0_new,
+                    q2=q2_new, bend_weight=new_lam, bend_stat=qsum,
+                    log_det=_path_log_det(f, h, q2 / lam, steps))
+
+
+def _path_log_det(f: dict, h: np.ndarray, q2: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """log|Cov(path | ratings)| over each patient's steps, from the filter's moments.
+
+    The joint posterior factorises backwards as p(x_L | y) * prod p(x_t | x_{t+1}, y_1..t),
+    and |Cov(x_t | x_{t+1}, y_1..t)| = |P_t|t| |Q_t+1| / |P_t+1|t|.
+    """
+    t_len, n = f["fll"].shape
+    if t_len < 2 or not np.all(q2[:, 1:] > 0):
+        return np.zeros(n)
+    ld_f = np.log(np.maximum(f["fll"] * f["fss"] - f["fls"] ** 2, 1e-300))        # (T, N)
+    ld_p = np.log(np.maximum(f["pll"] * f["pss"] - f["pls"] ** 2, 1e-300))
+    g = h.T
+    ld_q = np.log(q2.T ** 2 * g**4 / 12)
+    inside = steps.T                                                               # (T, N)
+    last = t_len - 1 - np.argmax(inside[::-1], axis=0)
+    cols = np.arange(n)
+    step = (ld_f[:-1] + ld_q[1:] - ld_p[1:]) * inside[1:]
+    return ld_f[last, cols] + step.sum(axis=0)
 
 
 def trend_log_prior(level: np.ndarray, slope: np.ndarray, h: np.ndarray, q2: float,
