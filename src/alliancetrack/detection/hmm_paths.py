@@ -364,6 +364,19 @@ def fit_bending(cohort: Cohort, params: HMMParams, n_iter: int = REFINE_ITER,
     cohort's levels do not bend more than EM allows for).  The E-step runs in
     fixed chunks of :data:`BEND_CHUNK` patients on ``n_jobs`` threads (the
     result does not depend on ``n_jobs``).
+
+    Examples
+    --------
+    Straight levels with ruptures: no bending regime.
+
+    >>> import numpy as np
+    >>> from alliancetrack.detection.hmm_fit import fit_hmm
+    >>> rng = np.random.default_rng(0)
+    >>> X = 4 + rng.normal(0, 0.1, (100, 12)); X[:40, 4:6] -= 1.0
+    >>> S = np.tile(np.arange(1.0, 13), (100, 1))
+    >>> best, _ = fit_hmm(X, S, seed=1)
+    >>> fit_bending(Cohort.of(X, S, None), best.params)
+    Bending(share=0.0, q2=0.0, rounds=..., converged=True)
     """
     q2 = params.trend.get("q2", 0.0)
     if q2 <= 0:
