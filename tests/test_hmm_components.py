@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import warnings
+from functools import partial
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from scipy import optimize, stats
 from statsmodels.tsa.statespace.kalman_smoother import KalmanSmoother
 
 import alliancetrack as at
+from alliancetrack.detection import hmm as hmm_module
 from alliancetrack.detection import hmm_paths
 from alliancetrack.detection.hmm import HMMDetector, _pack
 from alliancetrack.detection.hmm_fit import fit_hmm
@@ -263,3 +265,11 @@ def test_bending_regime_appears_only_where_levels_bend():
     plain = hmm_paths.average_paths(cohort, straight.best.params)
     np.testing.assert_array_equal(np.where(np.isnan(straight.posterior), 0, straight.posterior),
                                   plain.p_rupture)
+
+
+def test_unsettled_bending_share_is_reported(monkeypatch):
+    sim = at.simulate_cohort(60, seed=4, noise_sd=0.1, decline_share=0.4)
+    monkeypatch.setattr(hmm_module, "fit_bending", partial(hmm_paths.fit_bending, max_rounds=1))
+    with pytest.warns(RuntimeWarning, match="bending regime"):
+        fit = HMMDetector(bending=True).fit(at.read_alliance(sim.sessions, scale=sim.scale))
+    assert fit.bending.rounds == 1 and not fit.bending.converged

@@ -331,6 +331,11 @@ class HMMDetector(Detector):
                 rows = np.random.default_rng(self.seed).permutation(len(Xm))[:BEND_SAMPLE]
                 rows = np.sort(rows)
                 bend = fit_bending(cohort.rows(rows), p.rows(rows), n_jobs=self.n_jobs)
+                if not bend.converged:
+                    warnings.warn(
+                        f"The share of the bending regime ({bend.share:.3f}) was still moving "
+                        f"after {bend.rounds} EM rounds; it is used as it is (HMMFit.bending).",
+                        RuntimeWarning, stacklevel=3)
             avg = average_paths(cohort, p, n_jobs=self.n_jobs, bending=bend)
             p_rupt, onset, stable, log_e = avg.p_rupture, avg.onset, avg.base, avg.log_e
             counts = avg.counts
