@@ -102,7 +102,7 @@ def test_path_log_det_and_bend_stat_equal_the_dense_posterior():
     sigma2, q2 = np.array([0.1, 0.2, 0.3]), 0.05
     m0, P0 = np.zeros(2), np.diag([1.0, 0.1])
     lam = rng.uniform(0.3, 1.0, (n, t_len))
-    fit = smooth_trend(y, w, h, sigma2, q2, m0, P0, steps, bend_weight=lam)
+    fit = smooth_trend(y, w, h, sigma2, q2, m0, P0, steps, bend_weight=lam, log_det=True)
     for i in range(n):
         last = int(np.flatnonzero(steps[i]).max()) + 1
         prec = np.zeros((2 * last, 2 * last))  # z = (level_1, slope_1, ..., level_L, slope_L)

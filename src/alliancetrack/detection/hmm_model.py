@@ -463,12 +463,13 @@ class Cohort:
 
 
 def m_patients(post, y, w, var, cohort: Cohort, params: HMMParams,
-               shared: bool = True) -> TrendFit:
+               shared: bool = True, log_det: bool = False) -> TrendFit:
     """Update the stable level (Kalman smoother) and sigma per patient, and their cohort priors.
 
     ``y``, ``w`` and ``var`` are from :func:`effective`.  With ``shared=False``
     only the patients' own parameters move (the cohort priors and the
-    bending variance stay as they are).
+    bending variance stay as they are).  Returns the smoother's result
+    (with the paths' Laplace volumes if ``log_det``).
     """
     g = post * w                                       # (N, T, K)
     W = g.sum(axis=2)
@@ -476,7 +477,7 @@ def m_patients(post, y, w, var, cohort: Cohort, params: HMMParams,
     target = (g * (y + shift)).sum(axis=2) / np.maximum(W, 1e-300)
     tr = params.trend
     fit = smooth_trend(target, W, cohort.h, params.sigma**2, tr["q2"], tr["m0"], tr["P0"],
-                       cohort.steps, tr.get("weight"), tr.get("bend_df"))
+                       cohort.steps, tr.get("weight"), tr.get("bend_df"), log_det=log_det)
     tr["weight"] = fit.bend_weight
     resid = y + shift - fit.level[:, :, None]
     ss = (g * (resid**2 + var)).sum(axis=(1, 2)) + (W * fit.level_var).sum(axis=1)

@@ -48,7 +48,7 @@ from alliancetrack.detection.hmm_noise import sigma_log_prior
 from alliancetrack.detection.hmm_trend import smooth_trend, trend_log_prior
 
 __all__ = ["NO_BENDING", "Bending", "PathAverage", "average_paths", "fit_bending", "follow_path",
-           "level_search", "path_objective"]
+           "level_search", "path_log_prior", "path_objective"]
 
 #: SD of the bends of the path that follows the ratings in the level search (share of
 #: the median noise SD).
@@ -100,14 +100,19 @@ BEND_ROUNDS, BEND_TOL = 40, 0.01
 BEND_CHUNK = 500
 
 
+def path_log_prior(cohort: Cohort, params: HMMParams, slope: np.ndarray) -> np.ndarray:
+    """Each patient's log prior of their stable path and noise scale."""
+    tr = params.trend
+    return (trend_log_prior(params.base, slope, cohort.h, tr["q2"], tr["m0"], tr["P0"],
+                            cohort.steps, tr.get("bend_df"))
+            + sigma_log_prior(params.sigma**2, params.prior_df, params.sigma2_prior))
+
+
 def path_objective(cohort: Cohort, params: HMMParams, slope: np.ndarray) -> np.ndarray:
     """Each patient's HMM log-likelihood plus the log priors of their stable path and noise."""
     ll = forward_loglik(hmm_log_emissions(cohort.X, params, cohort.bounds), params.start,
                         params.trans)
-    tr = params.trend
-    return (ll + trend_log_prior(params.base, slope, cohort.h, tr["q2"], tr["m0"], tr["P0"],
-                                 cohort.steps, tr.get("bend_df"))
-            + sigma_log_prior(params.sigma**2, params.prior_df, params.sigma2_prior))
+    return ll + path_log_prior(cohort, params, slope)
 
 
 def follow_path(cohort: Cohort, params: HMMParams) -> tuple[np.ndarray, np.ndarray]:
@@ -255,7 +260,7 @@ def average_paths(cohort: Cohort, params: HMMParams, n_iter: int = REFINE_ITER,
     >>> bool(np.allclose(avg.weights.sum(axis=1), 1)), bool((avg.p_rupture[:30, 4] > 0.9).all())
     (True, True)
     """
-    chunks = [np.arange(a, min(a + CHUNK, len(cohort.X))) for a in range(0, len(cohort.X), CHUNK)]
+    chunks = _chunks(len(cohort.X), CHUNK)
     if len(chunks) <= 1:
         return _average(cohort, params, n_iter, bending)
     with ThreadPoolExecutor(max_workers=worker_count(n_jobs)) as ex:
@@ -263,6 +268,11 @@ def average_paths(cohort: Cohort, params: HMMParams, n_iter: int = REFINE_ITER,
                                  chunks))
     return PathAverage(*(np.concatenate([getattr(p, f.name) for p in parts])
                          for f in fields(PathAverage)))
+
+
+def _chunks(n: int, size: int) -> list[np.ndarray]:
+    """Row indices ``0..n-1`` in consecutive chunks of ``size`` (fixed, whatever the threads)."""
+    return [np.arange(a, min(a + size, n)) for a in range(0, n, size)]
 
 
 def _with_q2(params: HMMParams, q2: float) -> HMMParams:
@@ -278,14 +288,12 @@ def _regime(cohort: Cohort, params: HMMParams, n_iter: int, refit_fitted: bool):
                       for alt in _alternatives(cohort, params)]
 
 
-def _trend_fit(cohort: Cohort, params: HMMParams):
-    """One M-step of the stable path under an explanation (its Laplace volume and bend
-    statistics), leaving the explanation as it is."""
-    log_e = hmm_log_emissions(cohort.X, params, cohort.bounds)
-    post = forward_backward(log_e, params.start, params.trans)[0]
+def _trend_fit(cohort: Cohort, params: HMMParams, post: np.ndarray):
+    """One M-step of the stable path under an explanation with state posteriors ``post``
+    (its Laplace volume and bend statistics), leaving the explanation as it is."""
     y, w, _, _, var = effective(cohort.X, params, cohort.bounds)
     return m_patients(post, y, w, var, cohort, replace(params, trend=dict(params.trend)),
-                      shared=False)
+                      shared=False, log_det=True)
 
 
 def _explanations(cohort: Cohort, params: HMMParams, n_iter: int,
@@ -307,23 +315,21 @@ def _explanations(cohort: Cohort, params: HMMParams, n_iter: int,
     if bending.share > 0:
         regimes = [(params, False, np.log1p(-bending.share)),
                    (_with_q2(params, bending.q2), True, np.log(bending.share))]
-    cands, score, regime_of, stats = [], [], [], []
+    cands, score, regime_of, stats, p_r, log_es = [], [], [], [], [], []
     for r, (base, refit, log_share) in enumerate(regimes):
         for c in _regime(cohort, base, n_iter, refit):
-            obj = path_objective(cohort, c, c.trend["slope"]) + log_share
+            log_e = hmm_log_emissions(cohort.X, c, cohort.bounds)
+            post, ll, _ = forward_backward(log_e, c.start, c.trans)
+            obj = ll + path_log_prior(cohort, c, c.trend["slope"]) + log_share
             if bending.share > 0:
-                fit = _trend_fit(cohort, c)
+                fit = _trend_fit(cohort, c, post)
                 obj = obj + 0.5 * fit.log_det
                 stats.append(fit.bend_stat)
             cands.append(c)
             score.append(obj)
             regime_of.append(r)
-    p_r, log_es = [], []
-    for c in cands:
-        log_e = hmm_log_emissions(cohort.X, c, cohort.bounds)
-        post = forward_backward(log_e, c.start, c.trans)[0]
-        p_r.append(np.where(obs, post[:, :, c.ruptured].sum(axis=2), 0.0))
-        log_es.append(log_e)
+            p_r.append(np.where(obs, post[:, :, c.ruptured].sum(axis=2), 0.0))
+            log_es.append(log_e)
     score = np.stack(score, axis=1)
     for k in range(1, len(cands)):  # the same optimum reached twice counts once
         for j in range(k):
@@ -382,7 +388,7 @@ def fit_bending(cohort: Cohort, params: HMMParams, n_iter: int = REFINE_ITER,
     if q2 <= 0:
         return NO_BENDING
     n = len(cohort.X)
-    parts = [np.arange(a, min(a + BEND_CHUNK, n)) for a in range(0, n, BEND_CHUNK)]
+    parts = _chunks(n, BEND_CHUNK)
     bend = Bending(BEND_SHARE_START, BEND_SD_START**2 * q2)
     with ThreadPoolExecutor(max_workers=worker_count(n_jobs)) as ex:
         for rounds in range(1, max_rounds + 1):

@@ -71,10 +71,10 @@ class TrendFit:
         steps of the weighted expected squared standardised bend (``q²`` is
         ``bend_stat.sum() / (2 * steps)``; the update over a mixture of
         explanations weights these per patient).
-    log_det : ndarray (N,)
+    log_det : ndarray (N,) or None
         Log-determinant of the joint posterior covariance of each patient's
         (level, slope) path over the steps inside their series (the Laplace
-        volume of the path; 0 where ``q²`` is 0).
+        volume of the path; 0 where ``q²`` is 0); None unless asked for.
     """
 
     level: np.ndarray
@@ -85,7 +85,7 @@ class TrendFit:
     q2: float
     bend_weight: np.ndarray
     bend_stat: np.ndarray
-    log_det: np.ndarray
+    log_det: np.ndarray | None
 
 
 def gaps(S: np.ndarray) -> np.ndarray:
@@ -135,8 +135,8 @@ def _filter(y, r, h, q2, m0, P0):
 
 def smooth_trend(y: np.ndarray, w: np.ndarray, h: np.ndarray, sigma2: np.ndarray, q2: float,
                  m0: np.ndarray, P0: np.ndarray, steps: np.ndarray,
-                 bend_weight: np.ndarray | None = None, bend_df: float | None = None
-                 ) -> TrendFit:
+                 bend_weight: np.ndarray | None = None, bend_df: float | None = None,
+                 log_det: bool = False) -> TrendFit:
     """Kalman smoother of the stable level; M-step updates of ``m0``, ``P0`` and ``q²``.
 
     Parameters
@@ -166,6 +166,8 @@ def smooth_trend(y: np.ndarray, w: np.ndarray, h: np.ndarray, sigma2: np.ndarray
         a few bend sharply.  The returned weights are the E-step's
         ``(bend_df + 2) / (bend_df + d)``, ``d`` the expected squared
         standardised bend.  None: normal bends (weights stay 1).
+    log_det : bool, default False
+        Also compute ``TrendFit.log_det`` (the Laplace volume of each path).
 
     Returns
     -------
@@ -247,7 +249,7 @@ def smooth_trend(y: np.ndarray, w: np.ndarray, h: np.ndarray, sigma2: np.ndarray
     q2_new = float(qsum.sum()) / (2 * qcount) if qcount else q2
     return TrendFit(level=level.T, level_var=level_var.T, slope=slope.T, m0=m0_new, P0=P0_new,
                     q2=q2_new, bend_weight=new_lam, bend_stat=qsum,
-                    log_det=_path_log_det(f, h, q2 / lam, steps))
+                    log_det=_path_log_det(f, h, q2 / lam, steps) if log_det else None)
 
 
 def _path_log_det(f: dict, h: np.ndarray, q2: np.ndarray, steps: np.ndarray) -> np.ndarray:
