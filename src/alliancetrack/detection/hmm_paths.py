@@ -280,12 +280,12 @@ def _with_q2(params: HMMParams, q2: float) -> HMMParams:
 
 
 def _regime(cohort: Cohort, params: HMMParams, n_iter: int, refit_fitted: bool):
-    """The fitted explanation (refined under ``params``' bending variance if asked) and the
-    two refined alternatives."""
-    first = _refine(cohort, replace(params, trend=dict(params.trend)), n_iter) \
-        if refit_fitted else params
-    return [first] + [_refine(cohort, replace(alt, trend=dict(alt.trend)), n_iter)
-                      for alt in _alternatives(cohort, params)]
+    """The fitted explanation (refined in place if asked: ``params`` is then the bending
+    regime's own copy) and the two refined alternatives (new objects, started from the
+    fitted explanation before it is refined)."""
+    alternatives = _alternatives(cohort, params)
+    first = _refine(cohort, params, n_iter) if refit_fitted else params
+    return [first] + [_refine(cohort, alt, n_iter) for alt in alternatives]
 
 
 def _trend_fit(cohort: Cohort, params: HMMParams, post: np.ndarray):
