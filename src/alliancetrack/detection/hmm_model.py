@@ -52,9 +52,8 @@ from alliancetrack.detection.hmm_noise import sigma_prior
 from alliancetrack.detection.hmm_trend import TrendFit, gaps, smooth_trend
 
 __all__ = ["Cohort", "HMMParams", "count_distribution", "effective", "forward_backward",
-           "forward_loglik",
-           "hmm_log_emissions", "row_quantile",
-           "m_dip", "m_patients", "onset_probabilities", "viterbi"]
+           "forward_loglik", "hmm_log_emissions", "m_dip", "m_patients", "onset_probabilities",
+           "row_quantile", "viterbi"]
 
 _TINY = 1e-300
 #: Smallest noise scale of a patient (scale points): keeps the recursions finite whatever
