@@ -120,10 +120,13 @@ class HMMFit:
         """The shared parameters and convergence, as plain numbers."""
         p = self.best.params
         p_rupture = float(p.trans[0, p.ruptured].sum())
+        first_step = np.flatnonzero(p.decline_steps > 0)
+        p_decline = float(p.trans[0, first_step[0]]) if len(first_step) else np.nan
         return {"p_rupture": p_rupture, "p_repair": float(p.trans[1, 0]),
                 "share_unrepaired": float(p.trans[0, 2] / p_rupture) if p_rupture > 0 else np.nan,
                 "p_start_ruptured": float(p.start[p.ruptured].sum()), "dip": float(p.dip),
-                "partial_share": p.rho, "dip_sd": float(p.dip_sd),
+                "partial_share": p.rho, "p_decline": p_decline,
+                "decline_depth": float(p.decline_depth * p.dip), "dip_sd": float(p.dip_sd),
                 "dip_unit": p.dip_unit, "df": float(p.df), "prior_df": float(p.prior_df),
                 "median_sigma": float(np.median(p.sigma)),
                 "trend_sd": float(np.sqrt(p.trend["q2"])),
@@ -194,6 +197,19 @@ class HMMDetector(Detector):
         and growth that levels off are followed by the level, not read as
         ruptures; False: one straight line per patient (level and slope
         shrunk toward the cohort).
+    decline : bool, default False
+        Add the states of a gradual decline, which is not a rupture: the
+        level steps down over a few sessions (through a quarter, half and
+        three quarters of a shared decline depth, at a shared pace) and stays
+        down (:data:`alliancetrack.detection.hmm_model.DECLINE_STEPS`).  A
+        rupture drops at once, so a drop that builds up over three or more
+        sessions is read as a decline.  Where slow declines are common it
+        raises precision and makes the probabilities better calibrated
+        (docs/hmm.md, "Gradual-decline states"); in cohorts without declines
+        it can read a rupture whose first sessions happen to look like a
+        ramp as a decline, and it makes the fit about three times slower, so
+        it is off by default.  ``summary()`` reports ``p_decline`` (the
+        per-session probability that a decline starts) and ``decline_depth``.
     average_paths : bool, default True
         Average the rupture probabilities over alternative explanations of
         each patient (the fitted one, one whose stable level follows the
@@ -258,7 +274,7 @@ class HMMDetector(Detector):
         "df": positive(optional=True), "dip_unit": one_of("scale", "noise"),
         "n_starts": whole(1), "max_iter": whole(1), "tol": positive(),
         "prior_df": number(optional=True), "partial": flag(), "dip_spread": flag(),
-        "drift": flag(), "average_paths": flag(), "bending": flag(), "decode": one_of("posterior", "viterbi"),
+        "drift": flag(), "decline": flag(), "average_paths": flag(), "bending": flag(), "decode": one_of("posterior", "viterbi"),
         "subsample": whole(2), "seed": whole(0), "min_patients": whole(2),
         "n_jobs": number(),
     }
@@ -271,6 +287,7 @@ class HMMDetector(Detector):
     partial: bool = True
     dip_spread: bool = False
     drift: bool = True
+    decline: bool = False
     average_paths: bool = True
     bending: bool = False
     decode: str = "posterior"
@@ -317,7 +334,8 @@ class HMMDetector(Detector):
                              n_starts=int(self.n_starts), max_iter=int(self.max_iter),
                              tol=self.tol, prior_df=self.prior_df, partial=self.partial,
                              dip_spread=self.dip_spread,
-                             drift=self.drift, subsample=int(self.subsample), seed=self.seed,
+                             drift=self.drift, decline=self.decline,
+                             subsample=int(self.subsample), seed=self.seed,
                              n_jobs=self.n_jobs)
         if not best.converged:
             warnings.warn(

@@ -26,6 +26,7 @@ from alliancetrack.detection.base import worker_count
 from alliancetrack.detection.hmm_model import (
     ALLOWED,
     ALLOWED_PARTIAL,
+    DECLINE_STEPS,
     RUPTURED,
     STATE_DIP,
     Cohort,
@@ -70,10 +71,59 @@ _STATES = {  # n_states: (start probabilities, state dips, allowed moves, ruptur
     4: (np.array([0.93, 0.03, 0.02, 0.02]), np.array([0.0, 1.0, 1.0, 0.4]), ALLOWED_PARTIAL,
         np.array([False, True, True, False])),
 }
+#: Starting probability per session that a gradual decline starts, and of staying at
+#: one of its steps for another session.
+DECLINE_START, RAMP_STAY_START = 0.03, 0.4
+#: Largest probability of staying at a step of a gradual decline for another session:
+#: a decline reaches its new level within a few sessions (slower drifts are the stable
+#: level's own bends), and no step can become a lasting shift of its own.
+RAMP_STAY_MAX = 0.5
+
+
+def _state_space(n_states: int, decline: bool, p_r: float, p_rep: float):
+    """Start probabilities, transitions, state dips, allowed moves, ruptured states and the
+    decline steps of the chain (the gradual-decline states, if any, after the others)."""
+    start, state_dip, allowed, ruptured = _STATES[n_states]
+    trans = _start_transitions(p_r, p_rep, n_states)
+    if not decline:
+        return (start.copy(), trans, state_dip.copy(), allowed.copy(), ruptured.copy(),
+                np.zeros(n_states))
+    steps = np.r_[np.zeros(n_states), DECLINE_STEPS]
+    k = len(steps)
+    ramp = np.arange(n_states, k - 1)
+    big_allowed = np.zeros((k, k), dtype=bool)
+    big_allowed[:n_states, :n_states] = allowed
+    big_allowed[0, n_states] = True              # stable -> first step
+    big_allowed[ramp, ramp] = big_allowed[ramp, ramp + 1] = True
+    big_allowed[k - 1, k - 1] = True              # declined: lasting
+    big = np.zeros((k, k))
+    big[:n_states, :n_states] = trans
+    big[0, 0] -= DECLINE_START
+    big[0, n_states] = DECLINE_START
+    big[ramp, ramp], big[ramp, ramp + 1] = RAMP_STAY_START, 1 - RAMP_STAY_START
+    big[k - 1, k - 1] = 1.0
+    return (np.r_[start, np.zeros(len(DECLINE_STEPS))],  # no series starts mid-decline
+            big, np.where(steps > 0, steps, np.r_[state_dip, np.zeros(len(DECLINE_STEPS))]),
+            big_allowed, np.r_[ruptured, np.zeros(len(DECLINE_STEPS), dtype=bool)], steps)
+
+
+def _tie_ramp(trans: np.ndarray, counts: np.ndarray, params: HMMParams) -> np.ndarray:
+    """One shared pace for the steps of a gradual decline (pooled expected counts, at most
+    :data:`RAMP_STAY_MAX`), so that no step becomes a lasting state of its own."""
+    steps = params.decline_steps
+    ramp = np.flatnonzero((steps > 0) & (steps < 1))
+    if not len(ramp):
+        return trans
+    stay = counts[ramp, ramp].sum() + 0.5
+    move = counts[ramp, ramp + 1].sum() + 0.5
+    pace = min(stay / (stay + move), RAMP_STAY_MAX)
+    trans = trans.copy()
+    trans[ramp, ramp], trans[ramp, ramp + 1] = pace, 1 - pace
+    return trans
 
 
 def _initial(X, rng, k: int, df: float, dip_unit: str, n_states: int,
-             drift: bool) -> HMMParams:
+             drift: bool, decline: bool = False) -> HMMParams:
     """Robust starting values; start 0 is fixed, later starts are drawn from ``rng``."""
     level = np.nanmedian(X, axis=1)
     diffs = np.diff(X, axis=1)
@@ -92,11 +142,12 @@ def _initial(X, rng, k: int, df: float, dip_unit: str, n_states: int,
              "P0": np.diag([float(max(level.var(), 1e-4)), 0.05**2]),
              "q2": (DRIFT_START * med) ** 2 if drift else 0.0, "fit_q2": drift,
              "bend_df": BEND_DF if drift else None}
-    start, state_dip, allowed, ruptured = _STATES[n_states]
-    return HMMParams(start=start.copy(), trans=_start_transitions(p_r, p_rep, n_states),
+    start, trans, state_dip, allowed, ruptured, steps = _state_space(n_states, decline, p_r,
+                                                                       p_rep)
+    return HMMParams(start=start, trans=trans,
                      dip=dip, base=np.repeat(level[:, None], X.shape[1], axis=1),
                      sigma=sigma, df=df, dip_unit=dip_unit, trend=trend, sigma2_prior=s2,
-                     mult=state_dip.copy(), allowed=allowed.copy(), ruptured=ruptured.copy())
+                     mult=state_dip, allowed=allowed, ruptured=ruptured, decline_steps=steps)
 
 
 #: Starting t degrees of freedom and noise-prior degrees of freedom when they are estimated.
@@ -137,8 +188,9 @@ def _run(cohort: Cohort, params: HMMParams, max_iter: int, tol: float, min_dip: 
         m_dip(post, y, w, params, min_dip)
         # a weak Dirichlet prior keeps every allowed transition possible
         trans = np.where(params.allowed, counts + 0.5, 0.0)
-        params.trans = trans / trans.sum(axis=1, keepdims=True)
-        st = post[:, 0].sum(axis=0) + 0.5
+        params.trans = _tie_ramp(trans / trans.sum(axis=1, keepdims=True), counts, params)
+        # a state the chain cannot start in (a step of a decline) stays so
+        st = np.where(params.start > 0, post[:, 0].sum(axis=0) + 0.5, 0.0)
         params.start = st / st.sum()
     return FitResult(params=params, loglik=total, n_iter=it, converged=converged, start=start,
                      n_patients=len(X))
@@ -147,8 +199,8 @@ def _run(cohort: Cohort, params: HMMParams, max_iter: int, tol: float, min_dip: 
 def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = None, *,
             df: float | None = None, dip_unit: str = "scale", n_starts: int = 3,
             max_iter: int = 200, tol: float = 0.01, prior_df: float | None = None, partial: bool = True,
-            dip_spread: bool = False, drift: bool = True, subsample: int = 5000,
-            seed: int = 0, n_jobs: int | None = 1) -> tuple[FitResult, list[FitResult]]:
+            dip_spread: bool = False, drift: bool = True, decline: bool = False,
+            subsample: int = 5000, seed: int = 0, n_jobs: int | None = 1) -> tuple[FitResult, list[FitResult]]:
     """Fit the cohort HMM from several starts; the best by log-likelihood first.
 
     Parameters
@@ -168,7 +220,7 @@ def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = N
 
     Other Parameters
     ----------------
-    df, dip_unit, n_starts, max_iter, tol, prior_df, partial, dip_spread, drift, seed, n_jobs
+    df, dip_unit, n_starts, max_iter, tol, prior_df, partial, dip_spread, drift, decline, seed, n_jobs
         As the fields of :class:`alliancetrack.detection.hmm.HMMDetector` (the
         starts run on ``n_jobs`` threads; the result does not depend on it).
 
@@ -197,7 +249,8 @@ def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = N
     sub = cohort.rows(rows)
 
     def initial(X, k):
-        params = _initial(X, rng, k, DF_START if df is None else df, dip_unit, n_states, drift)
+        params = _initial(X, rng, k, DF_START if df is None else df, dip_unit, n_states, drift,
+                          decline)
         params.fit_dip_sd, params.fit_df = dip_spread, df is None
         params.fit_prior_df = prior_df is None
         params.prior_df = PRIOR_DF_START if prior_df is None else prior_df

@@ -73,6 +73,15 @@ RUPTURED = STATE_DIP > 0
 ALLOWED = np.array([[True, True, True], [True, True, False], [False, False, True]])
 ALLOWED_PARTIAL = np.array([[True, True, True, False], [True, True, False, True],
                             [False, False, True, False], [True, True, True, True]])
+#: With ``decline=True`` the chain also has the states of a gradual decline, which is not
+#: a rupture: from the stable state it steps down through the ramp at these shares of a
+#: shared decline depth (one shared pace; at most
+#: :data:`alliancetrack.detection.hmm_fit.RAMP_STAY_MAX` of staying per step) to the
+#: declined state (share 1), where it stays.  A rupture drops at once; a decline passes
+#: through its steps, so the two are told apart by how the drop begins, not by its depth.
+DECLINE_STEPS = np.array([0.25, 0.5, 0.75, 1.0])
+#: Range of the decline depth as a share of the dip.
+DECLINE_RANGE = (0.2, 2.0)
 
 
 # ----------------------------------------------------------------------------- recursions
@@ -304,11 +313,26 @@ class HMMParams:
     ruptured: np.ndarray = field(default_factory=lambda: RUPTURED.copy())
     dip_sd: float = 0.0
     fit_dip_sd: bool = False
+    decline_steps: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def __post_init__(self) -> None:
+        if len(self.decline_steps) != len(self.mult):  # no gradual-decline states
+            self.decline_steps = np.zeros(len(self.mult))
+
+    @property
+    def partial(self) -> bool:
+        """Whether the chain has the partially repaired state (state 3)."""
+        return len(self.mult) > 3 and self.decline_steps[3] == 0
 
     @property
     def rho(self) -> float:
         """Depth of the partially repaired state as a share of the dip (NaN without it)."""
-        return float(self.mult[3]) if len(self.mult) > 3 else np.nan
+        return float(self.mult[3]) if self.partial else np.nan
+
+    @property
+    def decline_depth(self) -> float:
+        """Depth of a gradual decline as a share of the dip (NaN without the decline states)."""
+        return float(self.mult[-1]) if self.decline_steps[-1] > 0 else np.nan
 
     def dips(self) -> np.ndarray:
         """The dip of every patient, in scale points (shape (N,))."""
@@ -502,7 +526,8 @@ def m_patients(post, y, w, var, cohort: Cohort, params: HMMParams,
 
 def m_dip(post, y, w, params: HMMParams, min_dip: float) -> None:
     stable = params.base[:, :, None]
-    m = params.mult[None, None, :]
+    ramp = params.decline_steps
+    m = np.where(ramp > 0, 0.0, params.mult)[None, None, :]
     g = post * w * m
     gap = stable - y
     if params.dip_unit == "noise":
@@ -514,14 +539,22 @@ def m_dip(post, y, w, params: HMMParams, min_dip: float) -> None:
         den = (g * m * inv).sum()
     params.dip = float(max(num / den, min_dip)) if den > 0 else params.dip
     if params.fit_dip_sd:  # spread of dips between episodes (moments, full-dip states)
-        full = params.mult == 1.0
+        full = (params.mult == 1.0) & (params.decline_steps == 0)
         gf = (post * w)[:, :, full]
         res2 = (y[:, :, full] - (stable - params.dips()[:, None, None])) ** 2
         tot = gf.sum()
         if tot > 0:
             excess = (gf * (res2 - params.sigma[:, None, None] ** 2)).sum() / tot
             params.dip_sd = float(np.sqrt(max(excess, 0.0)))
-    if len(params.mult) > 3:  # the partially repaired state: its share of the dip
+    if (ramp > 0).any():  # a gradual decline: its depth as a share of the dip
+        gd = post * w * ramp[None, None, :]
+        d = params.dips()[:, None, None]
+        inv = 1 / params.sigma[:, None, None] ** 2
+        den_d = (gd * ramp * d * d * inv).sum()
+        if den_d > 0:
+            delta = float(np.clip((gd * d * (stable - y) * inv).sum() / den_d, *DECLINE_RANGE))
+            params.mult = np.where(ramp > 0, delta * ramp, params.mult)
+    if params.partial:  # the partially repaired state: its share of the dip
         g3 = post[:, :, 3] * w[:, :, 3]
         d = params.dips()[:, None]
         inv = 1 / params.sigma[:, None] ** 2
