@@ -1,12 +1,13 @@
 """Regenerate the tables and figure of docs/hmm.md (validation of the cohort HMM).
 
-    python docs/make_hmm.py [--n-jobs 2] [--quick]
+    python docs/make_hmm.py [--n-jobs 2] [--quick] [--hmm '{"decline": true}' --tag decline]
 
 Writes into docs/figures/: hmm_f1.csv (every scenario x noise x depth x
 method), hmm_defaults.csv (every scenario x noise x method at the simulator's
 default dips), hmm_calibration.csv (reliability table per scenario),
 hmm_calibration.png, and hmm_summary.md (the Markdown tables quoted on the
-page).  Everything is determined by the seeds below; results do not depend on
+page); with ``--tag T`` the files are named hmm_f1_T.csv and so on (the tables
+of an option set by ``--hmm``).  Everything is determined by the seeds below; results do not depend on
 --n-jobs.
 """
 
@@ -206,14 +207,17 @@ def main() -> None:
     ap.add_argument("--n-jobs", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="few simulations (a smoke test)")
     ap.add_argument("--hmm", default="{}", help="HMMDetector options as JSON (default: none)")
+    ap.add_argument("--tag", default="", help="suffix of the output files (e.g. the option "
+                    "set by --hmm), so that the default figures are kept")
     args = ap.parse_args()
     hmm = json.loads(args.hmm)
+    tag = f"_{args.tag}" if args.tag else ""
     FIGURES.mkdir(exist_ok=True)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         f1, f1_text = f1_study(args.quick, args.n_jobs, hmm)
-    f1.round(4).to_csv(FIGURES / "hmm_f1.csv", index=False)
+    f1.round(4).to_csv(FIGURES / f"hmm_f1{tag}.csv", index=False)
     print(f1_text, flush=True)
     oracle_text = oracle_study()
     print(oracle_text, flush=True)
@@ -221,15 +225,15 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dflt, dflt_text = defaults_study(args.quick, hmm)
-    dflt.round(4).to_csv(FIGURES / "hmm_defaults.csv", index=False)
+    dflt.round(4).to_csv(FIGURES / f"hmm_defaults{tag}.csv", index=False)
     print(dflt_text, flush=True)
     f1_text += "\n\n" + dflt_text
     cal, cal_text = calibration_study(args.quick, hmm)
-    cal.round(4).to_csv(FIGURES / "hmm_calibration.csv", index=False)
+    cal.round(4).to_csv(FIGURES / f"hmm_calibration{tag}.csv", index=False)
     print(cal_text)
-    plot_calibration(cal).save(FIGURES / "hmm_calibration.png", width=8, height=5, dpi=100,
-                               verbose=False)
-    (FIGURES / "hmm_summary.md").write_text(f1_text + "\n\n" + cal_text + "\n")
+    plot_calibration(cal).save(FIGURES / f"hmm_calibration{tag}.png", width=8, height=5,
+                               dpi=100, verbose=False)
+    (FIGURES / f"hmm_summary{tag}.md").write_text(f1_text + "\n\n" + cal_text + "\n")
     print(f"done in {time.perf_counter() - t0:.0f} s; seed {SEED}; numpy {np.__version__}")
 
 

@@ -322,7 +322,7 @@ class HMMParams:
     @property
     def partial(self) -> bool:
         """Whether the chain has the partially repaired state (state 3)."""
-        return len(self.mult) > 3 and self.decline_steps[3] == 0
+        return bool(len(self.mult) > 3 and self.decline_steps[3] == 0)
 
     @property
     def rho(self) -> float:
