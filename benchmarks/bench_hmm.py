@@ -9,12 +9,13 @@ time is printed beside wall time because other work on the machine inflates
 the wall time.
 
 Run with ``python benchmarks/bench_hmm.py [--patients 100000] [--sessions 20]
-[--scenario rough] [--n-jobs 2]``.
+[--scenario rough] [--n-jobs 2] [--hmm '{"decline": true}']``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 import warnings
@@ -30,6 +31,8 @@ def main() -> None:
     ap.add_argument("--starts", type=int, default=3)
     ap.add_argument("--scenario", choices=sorted(at.SCENARIOS), default="clean")
     ap.add_argument("--n-jobs", type=int, default=2, help="threads (HMMDetector n_jobs)")
+    ap.add_argument("--hmm", default="{}",
+                    help='other HMMDetector options as JSON, e.g. \'{"decline": true}\'')
     args = ap.parse_args()
     t = time.perf_counter()
     sim = at.simulate_cohort(args.patients, args.sessions, seed=1, n_therapists=500,
@@ -37,7 +40,7 @@ def main() -> None:
     data = at.read_alliance(sim.sessions, therapist="therapist", scale=sim.scale)
     print(f"simulate + read: {time.perf_counter() - t:.1f} s "
           f"({len(data.frame):,} rows, {os.cpu_count()} cores, {args.scenario})")
-    det = HMMDetector(n_starts=args.starts, n_jobs=args.n_jobs)
+    det = HMMDetector(n_starts=args.starts, n_jobs=args.n_jobs, **json.loads(args.hmm))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t, c = time.perf_counter(), time.process_time()
@@ -49,6 +52,7 @@ def main() -> None:
           f"{args.patients:,} patients x {args.sessions} sessions "
           f"({args.patients / dt:,.0f} patients/s); {info['n_iter']} iterations, "
           f"converged={info['converged']}; bending share {info['bending_share']:.3f}; "
+          f"decline p {info['p_decline']:.4f}; "
           f"{len(ep):,} episodes, F1 vs truth {ev['f1']:.3f}")
 
 
