@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
+from hmm_invariants import check_fit_invariants
 from hmmlearn.hmm import GaussianHMM
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,13 +20,11 @@ from alliancetrack.detection.hmm import (
     HMMDetector,
     _pack,
     counts_from_fit,
-    episodes_from_fit,
     probabilities_from_fit,
 )
 from alliancetrack.detection.hmm_model import (
     count_distribution,
     forward_backward,
-    hmm_log_emissions,
     onset_probabilities,
     viterbi,
 )
@@ -274,30 +272,7 @@ def test_properties_on_random_cohorts(seed, shift, scenario):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = HMMDetector(n_starts=1).fit(sim.sessions)
-    ep = episodes_from_fit(fit)
-    assert ep["probability"].between(0, 1).all()
-    rep = ep["repaired"]
-    assert (ep.loc[rep, "rupture_session"] < ep.loc[rep, "repair_session"]).all()
-    # episodes never overlap: the next rupture comes at or after the previous repair
-    nxt = ep.groupby("patient")["rupture_session"].shift(-1)
-    prev_end = ep["repair_session"].where(rep, np.inf)
-    assert (nxt.dropna() >= prev_end[nxt.notna()]).all()
-    # without a scale (no censoring) the model is shift-equivariant: shifted ratings with the
-    # stable levels and the cohort's level prior shifted too give the same posteriors.  (Two
-    # EM fits of 30 patients need not agree: their likelihood has several optima, and float
-    # rounding of the shifted ratings can send them to different ones.)
-    _, _, X, _ = _pack(fit.frame)
-    p = fit.best.params
-    moved = replace(p, base=p.base + shift,
-                    trend={**p.trend, "m0": p.trend["m0"] + np.array([shift, 0.0])})
-
-    def posterior(params, ratings):
-        log_e = hmm_log_emissions(ratings, params, None)
-        return forward_backward(log_e, params.start, params.trans)[:2]
-
-    (post, ll), (post_moved, ll_moved) = posterior(p, X), posterior(moved, X + shift)
-    np.testing.assert_allclose(post_moved, post, atol=1e-9)
-    np.testing.assert_allclose(ll_moved, ll, rtol=1e-9)
+    check_fit_invariants(fit, shift)
 
 
 # ----------------------------------------------------------------------------- simulator
