@@ -207,7 +207,7 @@ class HMMDetector(Detector):
         raises precision and makes the probabilities better calibrated
         (docs/hmm.md, "Gradual-decline states"); in cohorts without declines
         it can read a rupture whose first sessions happen to look like a
-        ramp as a decline, and it makes the fit about three times slower, so
+        ramp as a decline, and it makes the fit three to four times slower, so
         it is off by default.  ``summary()`` reports ``p_decline`` (the
         per-session probability that a decline starts) and ``decline_depth``.
     average_paths : bool, default True

@@ -8,8 +8,10 @@ better:
 * hidden states *stable*, *ruptured* (two of them: one repaired with a
   shared probability per session, one persisting to the end of treatment)
   and, by default, *partially repaired* (see :data:`STATE_DIP` and
-  :data:`ALLOWED_PARTIAL`), a first-order Markov chain with start
-  probabilities ``pi`` and a transition matrix ``A`` shared by all patients
+  :data:`ALLOWED_PARTIAL`); optionally the steps of a *gradual decline*
+  and a *declined* state (:data:`DECLINE_STEPS`; not ruptures); a
+  first-order Markov chain with start probabilities ``pi`` and a
+  transition matrix ``A`` shared by all patients
   (``A[0, 1] + A[0, 2]``: probability that a rupture starts at the next
   session; ``A[1, 0] + A[1, 3]``: that it is repaired);
 * in the stable state patient *i* is rated ``m_it + e``, where the stable
