@@ -205,7 +205,7 @@ class HMMDetector(Detector):
         rupture drops at once, so a drop that builds up over three or more
         sessions is read as a decline.  Where slow declines are common it
         raises precision and makes the probabilities better calibrated
-        (docs/hmm.md, "Gradual-decline states"); in cohorts without declines
+        (docs/hmm.md, Calibration: "Option: gradual-decline states"); in cohorts without declines
         it can read a rupture whose first sessions happen to look like a
         ramp as a decline, and it makes the fit three to four times slower, so
         it is off by default.  ``summary()`` reports ``p_decline`` (the
