@@ -205,10 +205,10 @@ class HMMDetector(Detector):
         rupture drops at once, so a drop that builds up over three or more
         sessions is read as a decline.  Where slow declines are common it
         raises precision and makes the probabilities better calibrated
-        (docs/hmm.md, Calibration: "Option: gradual-decline states"); in cohorts without declines
-        it can read a rupture whose first sessions happen to look like a
-        ramp as a decline, and it makes the fit three to four times slower, so
-        it is off by default.  ``summary()`` reports ``p_decline`` (the
+        (docs/hmm.md, Calibration: "Option: gradual-decline states"); in
+        cohorts without declines it can read a rupture whose first sessions
+        happen to look like a ramp as a decline, and it makes the fit three
+        to four times slower, so it is off by default.  ``summary()`` reports ``p_decline`` (the
         per-session probability that a decline starts) and ``decline_depth``.
     average_paths : bool, default True
         Average the rupture probabilities over alternative explanations of
@@ -274,7 +274,8 @@ class HMMDetector(Detector):
         "df": positive(optional=True), "dip_unit": one_of("scale", "noise"),
         "n_starts": whole(1), "max_iter": whole(1), "tol": positive(),
         "prior_df": number(optional=True), "partial": flag(), "dip_spread": flag(),
-        "drift": flag(), "decline": flag(), "average_paths": flag(), "bending": flag(), "decode": one_of("posterior", "viterbi"),
+        "drift": flag(), "decline": flag(), "average_paths": flag(), "bending": flag(),
+        "decode": one_of("posterior", "viterbi"),
         "subsample": whole(2), "seed": whole(0), "min_patients": whole(2),
         "n_jobs": number(),
     }

@@ -102,9 +102,9 @@ def _state_space(n_states: int, decline: bool, p_r: float, p_rep: float):
     big[0, n_states] = DECLINE_START
     big[ramp, ramp], big[ramp, ramp + 1] = RAMP_STAY_START, 1 - RAMP_STAY_START
     big[k - 1, k - 1] = 1.0
-    return (np.r_[start, np.zeros(len(DECLINE_STEPS))],  # no series starts mid-decline
-            big, np.where(steps > 0, steps, np.r_[state_dip, np.zeros(len(DECLINE_STEPS))]),
-            big_allowed, np.r_[ruptured, np.zeros(len(DECLINE_STEPS), dtype=bool)], steps)
+    none = np.zeros(len(DECLINE_STEPS))
+    return (np.r_[start, none],  # no series starts mid-decline
+            big, np.r_[state_dip, DECLINE_STEPS], big_allowed, np.r_[ruptured, none > 0], steps)
 
 
 def _tie_ramp(trans: np.ndarray, counts: np.ndarray, params: HMMParams) -> np.ndarray:

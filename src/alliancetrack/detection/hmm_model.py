@@ -548,22 +548,30 @@ def m_dip(post, y, w, params: HMMParams, min_dip: float) -> None:
         if tot > 0:
             excess = (gf * (res2 - params.sigma[:, None, None] ** 2)).sum() / tot
             params.dip_sd = float(np.sqrt(max(excess, 0.0)))
-    if (ramp > 0).any():  # a gradual decline: its depth as a share of the dip
-        gd = post * w * ramp[None, None, :]
-        d = params.dips()[:, None, None]
-        inv = 1 / params.sigma[:, None, None] ** 2
-        den_d = (gd * ramp * d * d * inv).sum()
-        if den_d > 0:
-            delta = float(np.clip((gd * d * (stable - y) * inv).sum() / den_d, *DECLINE_RANGE))
-            params.mult = np.where(ramp > 0, delta * ramp, params.mult)
+    decline = np.flatnonzero(ramp > 0)
+    if len(decline):  # a gradual decline: its depth as a share of the dip
+        delta = _share_of_dip(post, y, w, params, decline, ramp[decline])
+        if delta is not None:
+            params.mult = np.where(ramp > 0, float(np.clip(delta, *DECLINE_RANGE)) * ramp,
+                                   params.mult)
     if params.partial:  # the partially repaired state: its share of the dip
-        g3 = post[:, :, 3] * w[:, :, 3]
-        d = params.dips()[:, None]
-        inv = 1 / params.sigma[:, None] ** 2
-        den3 = (g3 * d * d * inv).sum()
-        if den3 > 0:
-            rho = (g3 * d * (stable[:, :, 0] - y[:, :, 3]) * inv).sum() / den3
+        rho = _share_of_dip(post, y, w, params, np.array([3]), np.ones(1))
+        if rho is not None:
             params.mult = params.mult.copy()
             params.mult[3] = float(np.clip(rho, 0.15, 0.7))
+
+
+def _share_of_dip(post, y, w, params: HMMParams, states: np.ndarray,
+                  shape: np.ndarray) -> float | None:
+    """Weighted least-squares estimate of ``s`` where ``states`` lie ``s · shape · dip``
+    below the stable level (the M-step of a state depth given as a share of the dip);
+    None when those states carry no posterior weight."""
+    g = post[:, :, states] * w[:, :, states] * shape
+    d = params.dips()[:, None, None]
+    inv = 1 / params.sigma[:, None, None] ** 2
+    den = (g * shape * d * d * inv).sum()
+    if den <= 0:
+        return None
+    return float((g * d * (params.base[:, :, None] - y[:, :, states]) * inv).sum() / den)
 
 
