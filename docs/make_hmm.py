@@ -7,8 +7,8 @@ method), hmm_defaults.csv (every scenario x noise x method at the simulator's
 default dips), hmm_calibration.csv (reliability table per scenario),
 hmm_calibration.png, and hmm_summary.md (the Markdown tables quoted on the
 page); with ``--tag T`` the files are named hmm_f1_T.csv and so on (the tables
-of an option set by ``--hmm``).  Everything is determined by the seeds below; results do not depend on
---n-jobs.
+of an option set by ``--hmm``).  Everything is determined by the seeds below;
+results do not depend on --n-jobs.
 """
 
 from __future__ import annotations
