@@ -4,7 +4,8 @@
 
 Writes into docs/figures/: hmm_f1.csv (every scenario x noise x depth x
 method), hmm_defaults.csv (every scenario x noise x method at the simulator's
-default dips), hmm_calibration.csv (reliability table per scenario),
+default dips), hmm_calibration.csv (reliability table per scenario, with bootstrap
+intervals),
 hmm_calibration.png, and hmm_summary.md (the Markdown tables quoted on the
 page); with ``--tag T`` the files are named hmm_f1_T.csv and so on (the tables
 of an option set by ``--hmm``).  Everything is determined by the seeds below;
@@ -142,43 +143,64 @@ def defaults_study(quick: bool, hmm: dict) -> tuple[pd.DataFrame, str]:
     return table, text
 
 
+#: Cohorts of 400 patients per scenario in the calibration study.
+CALIBRATION_REPS = 4
+#: The goal of issue 18: the observed share within this distance of the predicted probability.
+BAND = 0.1
+
+
 def calibration_study(quick: bool, hmm: dict) -> tuple[pd.DataFrame, str]:
-    rows, text = [], ["### Calibration (reliability: mean predicted p vs observed share)", ""]
-    summary = []
+    rows, summary = [], []
+    all_probs, all_truths = [], []
     for k, (name, settings) in enumerate(at.SCENARIOS.items()):
         probs, truths = [], []
-        for rep in range(1 if quick else 2):
+        for rep in range(1 if quick else CALIBRATION_REPS):
             sim = at.simulate_cohort(150 if quick else 400, seed=SEED + 10 * k + rep,
                                      noise_sd=0.2, **settings)
             data = at.read_alliance(sim.sessions, therapist="therapist", scale=sim.scale)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 p = at.rupture_probabilities(data, **hmm)
-            off = rep * 100_000  # keep the replications' patients apart
+            off = (k * 10 + rep) * 100_000  # keep scenarios' and replications' patients apart
             probs.append(p.assign(patient=p["patient"] + off))
             truths.append(sim.truth.assign(patient=sim.truth["patient"] + off))
-        cal = calibration_table(pd.concat(probs), pd.concat(truths), bins=10)
+        cal = calibration_table(pd.concat(probs), pd.concat(truths), bins=10, seed=SEED)
+        all_probs += probs
+        all_truths += truths
         cal.insert(0, "scenario", name)
         rows.append(cal)
         mid = cal[(cal["mean_p"] > 0.05) & (cal["mean_p"] < 0.95)]
+        big = cal[cal["n"] >= 30]
+        off_band = big[big["gap"].abs() > BAND]
+        clear = off_band[(off_band["ci_high"] < off_band["mean_p"] - BAND) |
+                         (off_band["ci_low"] > off_band["mean_p"] + BAND)]
         summary.append({
             "scenario": name, "brier": cal.attrs["brier"],
             "sessions": int(cal["n"].sum()),
             "share p<0.05 or p>0.95": float(cal.loc[~cal.index.isin(mid.index), "n"].sum() /
                                             cal["n"].sum()),
             "top bin observed": float(cal.iloc[-1]["observed"]),
-            "max |gap| (bins with n>=30)": float(cal.loc[cal["n"] >= 30, "gap"].abs().max()),
+            "max |gap| (bins with n>=30)": float(big["gap"].abs().max()),
+            "bins off by > 0.1": f"{len(off_band)} of {len(big)}",
+            "of them, interval outside too": len(clear),
         })
     table = pd.concat(rows, ignore_index=True)
-    text += [markdown(pd.DataFrame(summary), digits=3), "",
-             "Pooled over scenarios, by bin:", ""]
-    pooled = table.assign(w=table["n"] * table["mean_p"], o=table["n"] * table["observed"])
-    pooled = pooled.groupby("bin_low").agg(n=("n", "sum"), w=("w", "sum"), o=("o", "sum"))
-    pooled = pd.DataFrame({"bin": [f"{b:.1f}-{b + 0.1:.1f}" for b in pooled.index],
-                           "n": pooled["n"].to_numpy(),
-                           "mean p": (pooled["w"] / pooled["n"]).to_numpy(),
-                           "observed": (pooled["o"] / pooled["n"]).to_numpy()})
-    text.append(markdown(pooled))
+    n_rep = 1 if quick else CALIBRATION_REPS
+    pooled = calibration_table(pd.concat(all_probs), pd.concat(all_truths), bins=10, seed=SEED)
+    pooled = pd.DataFrame({"bin": [f"{b:.1f}-{b + 0.1:.1f}" for b in pooled["bin_low"]],
+                           "sessions": pooled["n"], "patients": pooled["n_patients"],
+                           "mean p": pooled["mean_p"], "observed": pooled["observed"],
+                           "95% interval": [f"{lo:.2f}-{hi:.2f}" for lo, hi in
+                                            zip(pooled["ci_low"], pooled["ci_high"], strict=True)],
+                           "gap": pooled["gap"]})
+    text = ["### Calibration (reliability: mean predicted p vs observed share)", "",
+            f"{n_rep} cohort(s) of {150 if quick else 400} patients per scenario, noise SD 0.2. "
+            "Intervals: 95% bootstrap over patients (1000 resamples). 'Bins off by > 0.1': "
+            "bins with 30 or more sessions whose observed share is more than 0.1 from their "
+            "mean p; 'interval outside too': of those, the ones whose whole interval lies "
+            "outside mean p +- 0.1.", "",
+            markdown(pd.DataFrame(summary), digits=3), "",
+            "Pooled over scenarios, by bin:", "", markdown(pooled)]
     return table, "\n".join(text)
 
 
@@ -187,6 +209,7 @@ def plot_calibration(table: pd.DataFrame):
         aes,
         facet_wrap,
         geom_abline,
+        geom_errorbar,
         geom_line,
         geom_point,
         ggplot,
@@ -196,10 +219,14 @@ def plot_calibration(table: pd.DataFrame):
 
     return (ggplot(table, aes("mean_p", "observed"))
             + geom_abline(intercept=0, slope=1, linetype="dashed", color="grey")
+            + geom_abline(intercept=BAND, slope=1, linetype="dotted", color="grey")
+            + geom_abline(intercept=-BAND, slope=1, linetype="dotted", color="grey")
+            + geom_errorbar(aes(ymin="ci_low", ymax="ci_high"), width=0.02, color="#555555")
             + geom_line() + geom_point(aes(size="np.log10(n)"))
             + facet_wrap("~scenario", ncol=3) + theme_bw()
             + labs(x="predicted probability of a rupture (bin mean)",
-                   y="share of sessions truly in a rupture", size="log10 sessions"))
+                   y="share of sessions truly in a rupture (95% interval over patients)",
+                   size="log10 sessions"))
 
 
 def main() -> None:

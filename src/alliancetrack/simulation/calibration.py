@@ -5,10 +5,13 @@ A probability is calibrated when, among sessions given probability about
 the sessions inside the true episodes of a simulated cohort and
 :func:`calibration_table` bins predicted probabilities and compares each bin's
 mean prediction with the observed share (a reliability diagram; Murphy &
-Winkler 1977), with the Brier score.
+Winkler 1977), with the Brier score and intervals from a bootstrap over
+patients.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -42,8 +45,17 @@ def in_rupture(sessions: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
 
 
 def calibration_table(probabilities: pd.DataFrame, truth: pd.DataFrame,
-                      bins: int = 10) -> pd.DataFrame:
+                      bins: int = 10, *, n_boot: int = 1000, level: float = 0.95,
+                      seed: int = 0) -> pd.DataFrame:
     """Reliability table of per-session rupture probabilities.
+
+    Sessions of one patient are not independent (a rupture spans several of
+    them), so the uncertainty of each bin's observed share is estimated by a
+    cluster bootstrap over patients (Davison & Hinkley 1997, sec. 3.8):
+    patients are drawn with replacement, all their sessions with them, and
+    the percentile interval of the bin's observed share is reported.  With
+    few patients in a bin (fewer than about 10) the interval is too narrow:
+    when all of them agree it collapses onto the observed share.
 
     Parameters
     ----------
@@ -55,13 +67,23 @@ def calibration_table(probabilities: pd.DataFrame, truth: pd.DataFrame,
         True episodes (``patient, rupture_session, repair_session``).
     bins : int, default 10
         Equal-width probability bins on [0, 1].
+    n_boot : int, default 1000
+        Bootstrap resamples of patients; 0 skips the intervals (NaN).
+    level : float, default 0.95
+        Coverage of the percentile intervals.
+    seed : int, default 0
+        Seed of the resampling: the same seed gives the same intervals.
 
     Returns
     -------
     DataFrame
-        One row per non-empty bin: ``bin_low, bin_high, n, mean_p,
-        observed`` (share of those sessions truly in a rupture) and
-        ``gap = observed - mean_p``; ``attrs["brier"]`` is the Brier score.
+        One row per non-empty bin: ``bin_low, bin_high, n`` (sessions),
+        ``n_patients`` (patients with a session in the bin), ``mean_p``,
+        ``observed`` (share of those sessions truly in a rupture),
+        ``ci_low, ci_high`` (bootstrap interval of ``observed``; over the
+        resamples in which the bin is not empty) and
+        ``gap = observed - mean_p``.  ``attrs["brier"]`` is the Brier score,
+        ``attrs["brier_ci"]`` its bootstrap interval.
 
     Examples
     --------
@@ -74,16 +96,62 @@ def calibration_table(probabilities: pd.DataFrame, truth: pd.DataFrame,
     0      0.0  2       0.0
     1      0.5  2       0.5
     """
+    if not isinstance(bins, (int, np.integer)) or bins < 1:
+        raise ValueError(f"bins must be a whole number of at least 1, got {bins!r}.")
+    if not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
+        raise ValueError(f"n_boot must be a whole number of at least 0, got {n_boot!r}.")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}.")
     p = probabilities.dropna(subset=["p_rupture"]).reset_index(drop=True)
     y = in_rupture(p, truth).astype(float)
     prob = p["p_rupture"].to_numpy(dtype=float)
+    if np.any((prob < 0) | (prob > 1)):
+        raise ValueError("p_rupture must lie between 0 and 1; rows "
+                         f"{np.flatnonzero((prob < 0) | (prob > 1))[:10].tolist()} do not.")
     idx = np.minimum((prob * bins).astype(int), bins - 1)
-    df = pd.DataFrame({"bin": idx, "p": prob, "y": y})
-    g = df.groupby("bin").agg(n=("y", "size"), mean_p=("p", "mean"), observed=("y", "mean"))
-    g = g.reset_index()
-    out = pd.DataFrame({"bin_low": g["bin"] / bins, "bin_high": (g["bin"] + 1) / bins,
-                        "n": g["n"].astype(int), "mean_p": g["mean_p"],
-                        "observed": g["observed"]})
+    pid = pd.factorize(p["patient"])[0]
+    n_pat = int(pid.max()) + 1 if len(pid) else 0
+    # per patient and bin: sessions, hits and predicted mass (the bootstrap's units)
+    cells = np.zeros((3, n_pat, bins))
+    for k, values in enumerate((np.ones_like(y), y, prob)):
+        np.add.at(cells[k], (pid, idx), values)
+    n, hits, mass = cells.sum(axis=1)
+    keep = np.flatnonzero(n > 0)
+    out = pd.DataFrame({"bin_low": keep / bins, "bin_high": (keep + 1) / bins,
+                        "n": n[keep].astype(int),
+                        "n_patients": (cells[0] > 0).sum(axis=0)[keep].astype(int),
+                        "mean_p": mass[keep] / n[keep], "observed": hits[keep] / n[keep]})
+    lo = hi = np.full(len(keep), np.nan)
+    brier_ci = (np.nan, np.nan)
+    if n_boot and n_pat:
+        share, brier = _bootstrap(cells[:, :, keep], (prob - y) ** 2, pid, n_boot, seed)
+        q = [50 * (1 - level), 50 * (1 + level)]
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a bin empty in every resample
+            lo, hi = np.nanpercentile(share, q, axis=0)
+        brier_ci = tuple(float(v) for v in np.percentile(brier, q))
+    out["ci_low"], out["ci_high"] = lo, hi
     out["gap"] = out["observed"] - out["mean_p"]
     out.attrs["brier"] = float(np.mean((prob - y) ** 2)) if len(prob) else np.nan
+    out.attrs["brier_ci"] = brier_ci
     return out
+
+
+def _bootstrap(cells: np.ndarray, sq_err: np.ndarray, pid: np.ndarray, n_boot: int,
+               seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Observed share per bin and Brier score in ``n_boot`` patient resamples."""
+    n_pat = cells.shape[1]
+    per_patient = np.stack([np.bincount(pid, weights=sq_err, minlength=n_pat),
+                            np.bincount(pid, minlength=n_pat)], axis=1)
+    rng = np.random.default_rng(seed)
+    share = np.empty((n_boot, cells.shape[2]))
+    brier = np.empty(n_boot)
+    for lo in range(0, n_boot, 200):  # bounded memory: 200 resamples at a time
+        w = rng.multinomial(n_pat, np.full(n_pat, 1 / n_pat), size=min(200, n_boot - lo))
+        w = w.astype(float)
+        sessions, hits = w @ cells[0], w @ cells[1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share[lo:lo + len(w)] = np.where(sessions > 0, hits / sessions, np.nan)
+        err = w @ per_patient
+        brier[lo:lo + len(w)] = err[:, 0] / err[:, 1]
+    return share, brier
