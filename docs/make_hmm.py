@@ -171,6 +171,7 @@ def calibration_study(quick: bool, hmm: dict) -> tuple[pd.DataFrame, str]:
         rows.append(cal)
         mid = cal[(cal["mean_p"] > 0.05) & (cal["mean_p"] < 0.95)]
         big = cal[cal["n"] >= 30]
+        middle = cal[(cal["bin_low"] > 0.05) & (cal["bin_low"] < 0.85)]  # bins 0.1-0.9
         off_band = big[big["gap"].abs() > BAND]
         clear = off_band[(off_band["ci_high"] < off_band["mean_p"] - BAND) |
                          (off_band["ci_low"] > off_band["mean_p"] + BAND)]
@@ -183,6 +184,10 @@ def calibration_study(quick: bool, hmm: dict) -> tuple[pd.DataFrame, str]:
             "max |gap| (bins with n>=30)": float(big["gap"].abs().max()),
             "bins off by > 0.1": f"{len(off_band)} of {len(big)}",
             "of them, interval outside too": len(clear),
+            "0.1-0.9: sessions": int(middle["n"].sum()),
+            "0.1-0.9: mean p": float((middle["n"] * middle["mean_p"]).sum() / middle["n"].sum()),
+            "0.1-0.9: observed": float((middle["n"] * middle["observed"]).sum() /
+                                       middle["n"].sum()),
         })
     table = pd.concat(rows, ignore_index=True)
     n_rep = 1 if quick else CALIBRATION_REPS
@@ -198,7 +203,7 @@ def calibration_study(quick: bool, hmm: dict) -> tuple[pd.DataFrame, str]:
             "Intervals: 95% bootstrap over patients (1000 resamples). 'Bins off by > 0.1': "
             "bins with 30 or more sessions whose observed share is more than 0.1 from their "
             "mean p; 'interval outside too': of those, the ones whose whole interval lies "
-            "outside mean p +- 0.1.", "",
+            "outside mean p +- 0.1. '0.1-0.9': all sessions given 0.1 to 0.9 together.", "",
             markdown(pd.DataFrame(summary), digits=3), "",
             "Pooled over scenarios, by bin:", "", markdown(pooled)]
     return table, "\n".join(text)
