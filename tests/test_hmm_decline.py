@@ -31,6 +31,7 @@ from alliancetrack.detection.hmm_fit import (
 from alliancetrack.detection.hmm_model import (
     DECLINE_RANGE,
     DECLINE_STEPS,
+    HMMParams,
     m_dip,
 )
 from alliancetrack.simulation.studies import evaluate_detection
@@ -167,3 +168,14 @@ def test_fit_hmm_with_declines_is_deterministic():
     b, _ = fit_hmm(X, S, decline=True, n_starts=2, seed=4)
     np.testing.assert_array_equal(a.params.trans, b.params.trans)
     np.testing.assert_array_equal(a.params.base, b.params.base)
+
+
+def test_decline_steps_of_the_wrong_length_are_refused():
+    params = _initial(np.full((5, 6), 4.0), np.random.default_rng(0), 0, 10.0, "scale", 4,
+                      True, decline=True)
+    assert len(params.decline_steps) == len(params.mult) == 8
+    kw = dict(start=params.start, trans=params.trans, dip=1.0, base=params.base,
+              sigma=params.sigma, df=10.0, mult=params.mult)
+    assert not HMMParams(**kw, decline_steps=None).decline_steps.any()  # none: no decline
+    with pytest.raises(ValueError, match="decline_steps has 4 entries"):
+        HMMParams(**kw, decline_steps=np.zeros(4))

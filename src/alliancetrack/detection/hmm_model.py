@@ -315,11 +315,14 @@ class HMMParams:
     ruptured: np.ndarray = field(default_factory=lambda: RUPTURED.copy())
     dip_sd: float = 0.0
     fit_dip_sd: bool = False
-    decline_steps: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    decline_steps: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        if len(self.decline_steps) != len(self.mult):  # no gradual-decline states
+        if self.decline_steps is None:  # no gradual-decline states
             self.decline_steps = np.zeros(len(self.mult))
+        elif len(self.decline_steps) != len(self.mult):
+            raise ValueError(f"decline_steps has {len(self.decline_steps)} entries, one per "
+                             f"state is needed ({len(self.mult)}).")
 
     @property
     def partial(self) -> bool:
