@@ -52,7 +52,13 @@ from alliancetrack.detection.hmm_model import (
     onset_probabilities,
     viterbi,
 )
-from alliancetrack.detection.hmm_paths import NO_BENDING, Bending, average_paths, fit_bending
+from alliancetrack.detection.hmm_paths import (
+    NO_BENDING,
+    TEMPERATURE,
+    Bending,
+    average_paths,
+    fit_bending,
+)
 from alliancetrack.errors import AllianceDataError
 from alliancetrack.reading.alliance import AllianceData, as_alliance_data
 
@@ -217,6 +223,17 @@ class HMMDetector(Detector):
         likelihood, so that a patient whom "a slow decline" and "a rupture"
         explain about equally well gets an intermediate probability
         (:func:`alliancetrack.detection.hmm_paths.average_paths`).
+    temperature : float, default 3.0
+        With ``average_paths``: each explanation's weight is raised to the
+        power ``1 / temperature`` before the averaging
+        (:func:`alliancetrack.detection.hmm_paths.temper`), which flattens
+        the weights where explanations compete and leaves clear cases alone.
+        The penalised likelihood at each explanation's optimum is too
+        decisive on its own (1 gives the untempered weights: the middle of
+        the probability scale over-confident where slow declines are
+        common).  3 was chosen on tuning cohorts simulated apart from those
+        of the validation (docs/hmm.md, Calibration): it is a calibration to
+        the simulator's scenarios, not a property of the model.
     bending : bool, default False
         With ``average_paths`` and ``drift``: let a share of patients follow
         a regime in which the stable level bends more (a slow decline), the
@@ -275,7 +292,7 @@ class HMMDetector(Detector):
         "n_starts": whole(1), "max_iter": whole(1), "tol": positive(),
         "prior_df": number(optional=True), "partial": flag(), "dip_spread": flag(),
         "drift": flag(), "decline": flag(), "average_paths": flag(), "bending": flag(),
-        "decode": one_of("posterior", "viterbi"),
+        "temperature": positive(), "decode": one_of("posterior", "viterbi"),
         "subsample": whole(2), "seed": whole(0), "min_patients": whole(2),
         "n_jobs": number(),
     }
@@ -290,6 +307,7 @@ class HMMDetector(Detector):
     drift: bool = True
     decline: bool = False
     average_paths: bool = True
+    temperature: float = TEMPERATURE
     bending: bool = False
     decode: str = "posterior"
     subsample: int = 5000
@@ -302,6 +320,10 @@ class HMMDetector(Detector):
             raise ValueError(f"prior_df must be non-negative, got {self.prior_df!r}.")
         if self.subsample < self.min_patients:
             raise ValueError("subsample must be at least min_patients.")
+        if not self.average_paths and self.temperature != TEMPERATURE:
+            raise ValueError("temperature tempers the averaging over explanations; with "
+                             "average_paths=False there is none (leave temperature at its "
+                             "default or set average_paths=True).")
 
     # ------------------------------------------------------------------ fitting
     def fit(self, data) -> HMMFit:
@@ -355,7 +377,8 @@ class HMMDetector(Detector):
                         f"The share of the bending regime ({bend.share:.3f}) was still moving "
                         f"after {bend.rounds} EM rounds; it is used as it is (HMMFit.bending).",
                         RuntimeWarning, stacklevel=3)
-            avg = average_paths(cohort, p, n_jobs=self.n_jobs, bending=bend)
+            avg = average_paths(cohort, p, n_jobs=self.n_jobs, bending=bend,
+                                temperature=self.temperature)
             p_rupt, onset, stable, log_e = avg.p_rupture, avg.onset, avg.base, avg.log_e
             counts = avg.counts
         else:

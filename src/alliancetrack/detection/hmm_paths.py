@@ -16,12 +16,20 @@ prior of the path (the penalised likelihood EM climbs) and
   (:func:`average_paths`): where "a rupture" and "a slow decline" explain a
   patient about equally well the probabilities say so, instead of taking
   whichever EM reached first with certainty (a discrete approximation to
-  integrating over the stable path; Hoeting et al. 1999).
+  integrating over the stable path; Hoeting et al. 1999), the weights
+  tempered by a temperature (:func:`temper`; Guo et al. 2017) because the
+  penalised likelihood at each optimum is too decisive between explanations
+  that are about equally good.
 
 References
 ----------
+Guo, C., Pleiss, G., Sun, Y., & Weinberger, K. Q. (2017). On calibration of
+modern neural networks. *Proceedings of the 34th International Conference on
+Machine Learning*, PMLR 70, 1321-1330.
 Hoeting, J. A., Madigan, D., Raftery, A. E., & Volinsky, C. T. (1999).
 Bayesian model averaging: a tutorial. *Statistical Science*, 14(4), 382-401.
+Holmes, C. C., & Walker, S. G. (2017). Assigning a value to a power likelihood
+in a general Bayesian model. *Biometrika*, 104(2), 497-503.
 """
 
 from __future__ import annotations
@@ -60,6 +68,8 @@ LEVEL_QUANTILES = (0.5, 0.7, 0.85, 1.0)
 REFINE_ITER = 8
 #: Patients per chunk of :func:`average_paths` (fixed: results do not depend on threads).
 CHUNK = 10_000
+#: Default temperature of the averaging over explanations (:func:`temper`).
+TEMPERATURE = 3.0
 #: Quantile of a patient's ratings at which the flat alternative path of
 #: :func:`average_paths` starts.
 FLAT_QUANTILE = 0.85
@@ -224,7 +234,8 @@ def _refine(cohort: Cohort, params: HMMParams, n_iter: int) -> HMMParams:
 
 
 def average_paths(cohort: Cohort, params: HMMParams, n_iter: int = REFINE_ITER,
-                  n_jobs: int | None = 1, bending: Bending = NO_BENDING) -> PathAverage:
+                  n_jobs: int | None = 1, bending: Bending = NO_BENDING,
+                  temperature: float = TEMPERATURE) -> PathAverage:
     """Average the rupture probabilities over a patient's alternative explanations.
 
     The fitted explanation and two alternatives (a stable path that follows
@@ -235,7 +246,8 @@ def average_paths(cohort: Cohort, params: HMMParams, n_iter: int = REFINE_ITER,
     penalised likelihood, ``exp(path_objective)`` normalised over the
     explanations (an approximation to integrating over the stable path that
     leaves out the curvature of each optimum); one that reached the same
-    optimum as an earlier one is counted once.
+    optimum as an earlier one is counted once.  The weights are then tempered
+    (:func:`temper`, ``temperature``; 1 leaves them as they are).
 
     With a ``bending`` regime (:func:`fit_bending`) the three explanations
     are also taken to their optima under that regime's larger bending
@@ -262,10 +274,10 @@ def average_paths(cohort: Cohort, params: HMMParams, n_iter: int = REFINE_ITER,
     """
     chunks = _chunks(len(cohort.X), CHUNK)
     if len(chunks) <= 1:
-        return _average(cohort, params, n_iter, bending)
+        return _average(cohort, params, n_iter, bending, temperature)
     with ThreadPoolExecutor(max_workers=worker_count(n_jobs)) as ex:
-        parts = list(ex.map(lambda r: _average(cohort.rows(r), params.rows(r), n_iter, bending),
-                                 chunks))
+        parts = list(ex.map(lambda r: _average(cohort.rows(r), params.rows(r), n_iter, bending,
+                                               temperature), chunks))
     return PathAverage(*(np.concatenate([getattr(p, f.name) for p in parts])
                          for f in fields(PathAverage)))
 
@@ -406,9 +418,41 @@ def fit_bending(cohort: Cohort, params: HMMParams, n_iter: int = REFINE_ITER,
     return bend
 
 
-def _average(cohort: Cohort, params: HMMParams, n_iter: int, bending: Bending) -> PathAverage:
+def temper(weights: np.ndarray, temperature: float) -> np.ndarray:
+    """Explanation weights raised to the power ``1 / temperature``, renormalised per row.
+
+    Each explanation's weight is its penalised likelihood at its own optimum.
+    That uses the ratings twice (to place the explanation's stable path and
+    to weigh it) and takes the model as true, so it is too decisive between
+    explanations that fit about equally well: where "a rupture" and "a slow
+    decline" compete, the middle probabilities were over-confident.  A
+    temperature ``T > 1`` flattens the weights — a power (fractional)
+    likelihood (Holmes & Walker 2017), or temperature scaling of log weights
+    (Guo et al. 2017) — where the explanations compete, and leaves a patient
+    whom one explanation fits far better (log weights tens of units apart)
+    as they were.  An explanation of weight 0 (a repeat) stays at 0; the
+    ranking of the explanations does not change.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> w = np.array([[0.8, 0.2, 0.0], [1.0, 1e-12, 0.0]])
+    >>> temper(w, 2.0).round(3).tolist()
+    [[0.667, 0.333, 0.0], [1.0, 0.0, 0.0]]
+    """
+    if temperature == 1:
+        return weights
+    with np.errstate(divide="ignore"):
+        log_w = np.log(weights) / temperature
+    w = np.exp(log_w - log_w.max(axis=1, keepdims=True))
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def _average(cohort: Cohort, params: HMMParams, n_iter: int, bending: Bending,
+             temperature: float = TEMPERATURE) -> PathAverage:
     """:func:`average_paths` on one set of patients."""
     cands, weights, log_es, p_r, _ = _explanations(cohort, params, n_iter, bending)
+    weights = temper(weights, temperature)
     top = weights.argmax(axis=1)
     rows = np.arange(len(top))
     onset = sum(weights[:, k, None] * onset_probabilities(log_es[k], c.start, c.trans,
