@@ -1,14 +1,16 @@
 """Regenerate the tables and figure of docs/hmm.md (validation of the cohort HMM).
 
     python docs/make_hmm.py [--n-jobs 2] [--quick] [--hmm '{"decline": true}' --tag decline]
+    python docs/make_hmm.py --tune
 
 Writes into docs/figures/: hmm_f1.csv (every scenario x noise x depth x
 method), hmm_defaults.csv (every scenario x noise x method at the simulator's
-default dips), hmm_calibration.csv (reliability table per scenario, with bootstrap
-intervals),
-hmm_calibration.png, and hmm_summary.md (the Markdown tables quoted on the
-page); with ``--tag T`` the files are named hmm_f1_T.csv and so on (the tables
-of an option set by ``--hmm``).  Everything is determined by the seeds below;
+default dips), hmm_calibration.csv (reliability table per scenario, with
+bootstrap intervals), hmm_calibration.png, and hmm_summary.md (the Markdown
+tables quoted on the page); with ``--tag T`` the files are named hmm_f1_T.csv
+and so on (the tables of an option set by ``--hmm``).  ``--tune`` only
+compares temperatures of the averaging on the tuning cohorts
+(hmm_temperature.csv and .md).  Everything is determined by the seeds below;
 results do not depend on --n-jobs.
 """
 
@@ -149,13 +151,15 @@ CALIBRATION_REPS = 4
 BAND = 0.1
 
 
-def calibration_study(quick: bool, hmm: dict) -> tuple[pd.DataFrame, str]:
+def calibration_runs(quick: bool, hmm: dict, seed: int = SEED
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Reliability tables per scenario, their summary, and the pooled table (with intervals)."""
     rows, summary = [], []
     all_probs, all_truths = [], []
     for k, (name, settings) in enumerate(at.SCENARIOS.items()):
         probs, truths = [], []
         for rep in range(1 if quick else CALIBRATION_REPS):
-            sim = at.simulate_cohort(150 if quick else 400, seed=SEED + 10 * k + rep,
+            sim = at.simulate_cohort(150 if quick else 400, seed=seed + 10 * k + rep,
                                      noise_sd=0.2, **settings)
             data = at.read_alliance(sim.sessions, therapist="therapist", scale=sim.scale)
             with warnings.catch_warnings():
@@ -164,7 +168,7 @@ def calibration_study(quick: bool, hmm: dict) -> tuple[pd.DataFrame, str]:
             off = (k * 10 + rep) * 100_000  # keep scenarios' and replications' patients apart
             probs.append(p.assign(patient=p["patient"] + off))
             truths.append(sim.truth.assign(patient=sim.truth["patient"] + off))
-        cal = calibration_table(pd.concat(probs), pd.concat(truths), bins=10, seed=SEED)
+        cal = calibration_table(pd.concat(probs), pd.concat(truths), bins=10, seed=seed)
         all_probs += probs
         all_truths += truths
         cal.insert(0, "scenario", name)
@@ -189,9 +193,13 @@ def calibration_study(quick: bool, hmm: dict) -> tuple[pd.DataFrame, str]:
             "0.1-0.9: observed": float((middle["n"] * middle["observed"]).sum() /
                                        middle["n"].sum()),
         })
-    table = pd.concat(rows, ignore_index=True)
+    pooled = calibration_table(pd.concat(all_probs), pd.concat(all_truths), bins=10, seed=seed)
+    return pd.concat(rows, ignore_index=True), pd.DataFrame(summary), pooled
+
+
+def calibration_study(quick: bool, hmm: dict) -> tuple[pd.DataFrame, str]:
+    table, summary, pooled = calibration_runs(quick, hmm)
     n_rep = 1 if quick else CALIBRATION_REPS
-    pooled = calibration_table(pd.concat(all_probs), pd.concat(all_truths), bins=10, seed=SEED)
     pooled = pd.DataFrame({"bin": [f"{b:.1f}-{b + 0.1:.1f}" for b in pooled["bin_low"]],
                            "sessions": pooled["n"], "patients": pooled["n_patients"],
                            "mean p": pooled["mean_p"], "observed": pooled["observed"],
@@ -204,8 +212,35 @@ def calibration_study(quick: bool, hmm: dict) -> tuple[pd.DataFrame, str]:
             "bins with 30 or more sessions whose observed share is more than 0.1 from their "
             "mean p; 'interval outside too': of those, the ones whose whole interval lies "
             "outside mean p +- 0.1. '0.1-0.9': all sessions given 0.1 to 0.9 together.", "",
-            markdown(pd.DataFrame(summary), digits=3), "",
+            markdown(summary, digits=3), "",
             "Pooled over scenarios, by bin:", "", markdown(pooled)]
+    return table, "\n".join(text)
+
+
+#: Seed of the tuning cohorts on which the averaging's temperature is chosen (the validation
+#: tables use SEED, so they are not the data the temperature was chosen on).
+TUNE_SEED = 2424
+#: Temperatures compared on the tuning cohorts.
+TEMPERATURES = (1.0, 2.0, 2.86, 3.0, 4.0)
+
+
+def tuning_study(quick: bool) -> tuple[pd.DataFrame, str]:
+    """Pooled calibration and Brier score per temperature, with and without decline states."""
+    rows = []
+    for setting, base in (("default", {}), ("decline=True", {"decline": True})):
+        for t in TEMPERATURES:
+            _, summary, pooled = calibration_runs(quick, {**base, "temperature": t},
+                                                  seed=TUNE_SEED)
+            mid = pooled[(pooled["bin_low"] > 0.05) & (pooled["bin_low"] < 0.85)]
+            rows.append({"setting": setting, "temperature": t,
+                         "mean |gap|": float((mid["gap"].abs() * mid["n"]).sum() /
+                                             mid["n"].sum()),
+                         "largest |gap|": float(mid["gap"].abs().max()),
+                         "mean brier": float(summary["brier"].mean())})
+            print(rows[-1], flush=True)
+    table = pd.DataFrame(rows)
+    text = ["### Choosing the temperature (tuning cohorts, seed "
+            f"{TUNE_SEED}; pooled 0.1-0.9 bins)", "", markdown(table, digits=4)]
     return table, "\n".join(text)
 
 
@@ -241,11 +276,20 @@ def main() -> None:
     ap.add_argument("--hmm", default="{}", help="HMMDetector options as JSON (default: none)")
     ap.add_argument("--tag", default="", help="suffix of the output files (e.g. the option "
                     "set by --hmm), so that the default figures are kept")
+    ap.add_argument("--tune", action="store_true", help="only the choice of the averaging's "
+                    "temperature on the tuning cohorts (hmm_temperature.csv / .md)")
     args = ap.parse_args()
     hmm = json.loads(args.hmm)
     tag = f"_{args.tag}" if args.tag else ""
     FIGURES.mkdir(exist_ok=True)
     t0 = time.perf_counter()
+    if args.tune:
+        tune, tune_text = tuning_study(args.quick)
+        tune.round(4).to_csv(FIGURES / "hmm_temperature.csv", index=False)
+        (FIGURES / "hmm_temperature.md").write_text(tune_text + "\n")
+        print(tune_text)
+        print(f"done in {time.perf_counter() - t0:.0f} s; seed {TUNE_SEED}")
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         f1, f1_text = f1_study(args.quick, args.n_jobs, hmm)
