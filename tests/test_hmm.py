@@ -319,6 +319,29 @@ def test_validation_study_runs_scenarios_and_the_hmm():
         at.validation_study(scenarios=["smooth"], methods=["rci"])
 
 
+def test_whole_cohort_fit_keeps_the_subsample_shared_parameters():
+    # with more patients than `subsample`, the shared parameters come from the best start on
+    # the subsample; the whole-cohort fit moves only the patients' own parameters
+    from alliancetrack.detection.hmm_fit import fit_hmm
+
+    sim = at.simulate_cohort(150, 10, seed=12)
+    X = sim.sessions.pivot(index="patient", columns="session", values="alliance").to_numpy()
+    S = np.where(np.isfinite(X), np.arange(1.0, X.shape[1] + 1), np.nan)
+    for decline in (False, True):
+        best, runs = fit_hmm(X, S, (1.0, 5.0), subsample=60, seed=2, decline=decline)
+        sub = max(runs[:-1], key=lambda r: r.loglik).params
+        whole = best.params
+        assert best is runs[-1] and best.n_patients == 150 and best.converged
+        assert whole.dip == sub.dip and whole.df == sub.df and whole.dip_sd == sub.dip_sd
+        np.testing.assert_array_equal(whole.trans, sub.trans)
+        np.testing.assert_array_equal(whole.start, sub.start)
+        np.testing.assert_array_equal(whole.mult, sub.mult)
+        assert whole.sigma2_prior == sub.sigma2_prior and whole.prior_df == sub.prior_df
+        for key in ("m0", "P0", "q2"):
+            np.testing.assert_array_equal(whole.trend[key], sub.trend[key])
+        assert whole.base.shape == X.shape  # every patient has their own level
+
+
 def test_subsample_warm_start_agrees_with_the_full_fit(clean, clean_fit):
     sim, data = clean
     fit = HMMDetector(subsample=60).fit(data)

@@ -255,8 +255,10 @@ class HMMDetector(Detector):
         than not.
     subsample : int, default 5000
         In larger cohorts the ``n_starts`` starts are run on this many
-        randomly drawn patients and the whole cohort is fitted once, from
-        the best start (for speed; see ``HMMFit.runs``).
+        randomly drawn patients, which estimate the shared parameters, and
+        the whole cohort is then fitted once with the best start's shared
+        parameters held fixed, only the patients' own parameters moving
+        (for speed; see ``HMMFit.runs``).
     seed : int, default 0
     min_patients : int, default 10
         Fewer analysed patients is an error (use the rules or change points).
