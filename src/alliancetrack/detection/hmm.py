@@ -213,8 +213,8 @@ class HMMDetector(Detector):
         raises precision and makes the probabilities better calibrated
         (docs/hmm.md, Calibration: "Option: gradual-decline states"); in
         cohorts without declines it can read a rupture whose first sessions
-        happen to look like a ramp as a decline, and it makes the fit three
-        to four times slower, so it is off by default.  ``summary()`` reports ``p_decline`` (the
+        happen to look like a ramp as a decline, and it makes the fit about
+        twice as slow, so it is off by default.  ``summary()`` reports ``p_decline`` (the
         per-session probability that a decline starts) and ``decline_depth``.
     average_paths : bool, default True
         Average the rupture probabilities over alternative explanations of
