@@ -98,3 +98,11 @@ def test_probability_out_of_range_is_named():
     probs.loc[3, "p_rupture"] = 1.2
     with pytest.raises(ValueError, match=r"rows \[3\]"):
         calibration_table(probs, truth)
+
+
+def test_missing_columns_are_named():
+    probs, truth = _clustered()
+    with pytest.raises(ValueError, match=r"probabilities lacks the column\(s\) \['p_rupture'\]"):
+        calibration_table(probs.drop(columns="p_rupture"), truth)
+    with pytest.raises(ValueError, match=r"truth lacks the column\(s\) \['repair_session'\]"):
+        calibration_table(probs, truth.drop(columns="repair_session"))

@@ -102,6 +102,12 @@ def calibration_table(probabilities: pd.DataFrame, truth: pd.DataFrame,
         raise ValueError(f"n_boot must be a whole number of at least 0, got {n_boot!r}.")
     if not 0 < level < 1:
         raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}.")
+    for frame, name, cols in ((probabilities, "probabilities", ("patient", "session", "p_rupture")),
+                              (truth, "truth", ("patient", "rupture_session", "repair_session"))):
+        missing = [c for c in cols if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{name} lacks the column(s) {missing}; it needs {list(cols)} "
+                             "(from rupture_probabilities and a simulated cohort's truth).")
     p = probabilities.dropna(subset=["p_rupture"]).reset_index(drop=True)
     y = in_rupture(p, truth).astype(float)
     prob = p["p_rupture"].to_numpy(dtype=float)
@@ -146,8 +152,9 @@ def _bootstrap(cells: np.ndarray, sq_err: np.ndarray, pid: np.ndarray, n_boot: i
     rng = np.random.default_rng(seed)
     share = np.empty((n_boot, cells.shape[2]))
     brier = np.empty(n_boot)
-    for lo in range(0, n_boot, 200):  # bounded memory: 200 resamples at a time
-        w = rng.multinomial(n_pat, np.full(n_pat, 1 / n_pat), size=min(200, n_boot - lo))
+    step = int(max(1, min(200, 20_000_000 // n_pat)))  # bounded memory: resamples at a time
+    for lo in range(0, n_boot, step):
+        w = rng.multinomial(n_pat, np.full(n_pat, 1 / n_pat), size=min(step, n_boot - lo))
         w = w.astype(float)
         sessions, hits = w @ cells[0], w @ cells[1]
         with np.errstate(invalid="ignore", divide="ignore"):
