@@ -293,7 +293,8 @@ class HMMDetector(Detector):
         "df": positive(optional=True), "dip_unit": one_of("scale", "noise"),
         "n_starts": whole(1), "max_iter": whole(1), "tol": positive(),
         "prior_df": number(optional=True), "partial": flag(), "dip_spread": flag(),
-        "drift": flag(), "decline": flag(), "average_paths": flag(), "bending": flag(),
+        "drift": flag(), "decline": flag(), "patient_dips": flag(), "average_paths": flag(),
+        "bending": flag(),
         "temperature": positive(), "decode": one_of("posterior", "viterbi"),
         "subsample": whole(2), "seed": whole(0), "min_patients": whole(2),
         "n_jobs": number(),
@@ -308,6 +309,7 @@ class HMMDetector(Detector):
     dip_spread: bool = False
     drift: bool = True
     decline: bool = False
+    patient_dips: bool = False
     average_paths: bool = True
     temperature: float = 3.0  # hmm_paths.TEMPERATURE (a test keeps the two equal)
     bending: bool = False
@@ -360,6 +362,7 @@ class HMMDetector(Detector):
                              tol=self.tol, prior_df=self.prior_df, partial=self.partial,
                              dip_spread=self.dip_spread,
                              drift=self.drift, decline=self.decline,
+                             patient_dips=self.patient_dips,
                              subsample=int(self.subsample), seed=self.seed,
                              n_jobs=self.n_jobs)
         if not best.converged:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from alliancetrack.detection.base import worker_count
+from alliancetrack.detection.hmm_depth import DIP_FACTOR_SD_START
 from alliancetrack.detection.hmm_model import (
     ALLOWED,
     ALLOWED_PARTIAL,
@@ -38,7 +39,7 @@ from alliancetrack.detection.hmm_model import (
     m_patients,
 )
 from alliancetrack.detection.hmm_noise import update_df
-from alliancetrack.detection.hmm_paths import level_search
+from alliancetrack.detection.hmm_paths import depth_search, level_search
 
 __all__ = ["FitResult", "fit_hmm"]
 
@@ -177,6 +178,8 @@ def _run(cohort: Cohort, params: HMMParams, max_iter: int, tol: float, min_dip: 
     for it in range(1, max_iter + 1):  # noqa: B007 (it is reported)
         if it in search_at:
             level_search(cohort, params)
+            if it > 1 or not shared:  # not from a start's starting dip
+                depth_search(cohort, params)
         log_e = hmm_log_emissions(X, params, bounds)
         post, ll, counts = forward_backward(log_e, params.start, params.trans)
         total = float(ll.sum())
@@ -208,7 +211,7 @@ def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = N
             df: float | None = None, dip_unit: str = "scale", n_starts: int = 3,
             max_iter: int = 200, tol: float = 0.01, prior_df: float | None = None, partial: bool = True,
             dip_spread: bool = False, drift: bool = True, decline: bool = False,
-            subsample: int = 5000, seed: int = 0, n_jobs: int | None = 1) -> tuple[FitResult, list[FitResult]]:
+            patient_dips: bool = False, subsample: int = 5000, seed: int = 0, n_jobs: int | None = 1) -> tuple[FitResult, list[FitResult]]:
     """Fit the cohort HMM from several starts; the best by log-likelihood first.
 
     Parameters
@@ -232,7 +235,7 @@ def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = N
 
     Other Parameters
     ----------------
-    df, dip_unit, n_starts, max_iter, tol, prior_df, partial, dip_spread, drift, decline, seed, n_jobs
+    df, dip_unit, n_starts, max_iter, tol, prior_df, partial, dip_spread, drift, decline, patient_dips, seed, n_jobs
         As the fields of :class:`alliancetrack.detection.hmm.HMMDetector` (the
         starts run on ``n_jobs`` threads; the result does not depend on it).
 
@@ -264,6 +267,9 @@ def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = N
         params = _initial(X, rng, k, DF_START if df is None else df, dip_unit, n_states, drift,
                           decline)
         params.fit_dip_sd, params.fit_df = dip_spread, df is None
+        if patient_dips:
+            params.patient_dips, params.dip_factor_var = True, DIP_FACTOR_SD_START**2
+            params.dip_factor, params.dip_info = np.ones(len(X)), np.zeros(len(X))
         params.fit_prior_df = prior_df is None
         params.prior_df = PRIOR_DF_START if prior_df is None else prior_df
         return params
@@ -278,6 +284,7 @@ def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = N
         shared = best.params
         params.start, params.trans, params.dip = shared.start, shared.trans, shared.dip
         params.mult, params.dip_sd = shared.mult.copy(), shared.dip_sd
+        params.dip_factor_var = shared.dip_factor_var
         params.trend, params.df = dict(shared.trend), shared.df
         for key in ("weight", "slope"):  # per patient: those of the subsample do not carry
             params.trend.pop(key, None)

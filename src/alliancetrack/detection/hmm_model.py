@@ -50,6 +50,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy import special
 
+from alliancetrack.detection.hmm_depth import m_dip_factors
 from alliancetrack.detection.hmm_noise import sigma_prior
 from alliancetrack.detection.hmm_trend import TrendFit, gaps, smooth_trend
 
@@ -316,6 +317,10 @@ class HMMParams:
     dip_sd: float = 0.0
     fit_dip_sd: bool = False
     decline_steps: np.ndarray | None = None
+    patient_dips: bool = False
+    dip_factor_var: float = 0.0
+    dip_factor: np.ndarray | None = None
+    dip_info: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.decline_steps is None:  # no gradual-decline states
@@ -323,6 +328,12 @@ class HMMParams:
         elif len(self.decline_steps) != len(self.mult):
             raise ValueError(f"decline_steps has {len(self.decline_steps)} entries, one per "
                              f"state is needed ({len(self.mult)}).")
+        if self.patient_dips:  # each patient's dip factor (1: the cohort's dip) and its information
+            n = len(self.sigma)
+            if self.dip_factor is None:
+                self.dip_factor = np.ones(n)
+            if self.dip_info is None:
+                self.dip_info = np.zeros(n)
 
     @property
     def partial(self) -> bool:
@@ -341,7 +352,8 @@ class HMMParams:
 
     def dips(self) -> np.ndarray:
         """The dip of every patient, in scale points (shape (N,))."""
-        return self.dip * (self.sigma if self.dip_unit == "noise" else np.ones_like(self.sigma))
+        dips = self.dip * (self.sigma if self.dip_unit == "noise" else np.ones_like(self.sigma))
+        return dips * self.dip_factor if self.patient_dips else dips
 
     def means(self) -> np.ndarray:
         """Mean rating in each state, shape (N, T, K)."""
@@ -350,7 +362,9 @@ class HMMParams:
     def rows(self, rows: np.ndarray) -> HMMParams:
         """A copy for some patients: their own parameters subset, the shared ones kept."""
         trend = {k: (v[rows] if k in _PER_PATIENT_TREND else v) for k, v in self.trend.items()}
-        return replace(self, base=self.base[rows], sigma=self.sigma[rows], trend=trend)
+        own = {} if not self.patient_dips else {"dip_factor": self.dip_factor[rows],
+                                                 "dip_info": self.dip_info[rows]}
+        return replace(self, base=self.base[rows], sigma=self.sigma[rows], trend=trend, **own)
 
 
 #: Entries of ``HMMParams.trend`` that hold one row per patient.
@@ -516,6 +530,8 @@ def m_patients(post, y, w, var, cohort: Cohort, params: HMMParams,
     nu0, s2_0 = params.prior_df, params.sigma2_prior
     params.sigma = np.maximum(np.sqrt((ss + nu0 * s2_0) / (n_obs + nu0)), SIGMA_FLOOR)
     params.base, tr["slope"] = fit.level, fit.slope
+    if params.patient_dips:
+        m_dip_factors(post, y, w, params, shared=shared)
     if not shared:
         return fit
     # empirical Bayes: the cohort's prior of the first level and slope, and the bending

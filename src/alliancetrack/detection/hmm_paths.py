@@ -40,6 +40,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 from alliancetrack.detection.base import worker_count
+from alliancetrack.detection.hmm_depth import DIP_FACTOR_GRID, dip_factor_log_prior
 from alliancetrack.detection.hmm_model import (
     Cohort,
     HMMParams,
@@ -55,8 +56,8 @@ from alliancetrack.detection.hmm_model import (
 from alliancetrack.detection.hmm_noise import sigma_log_prior
 from alliancetrack.detection.hmm_trend import smooth_trend, trend_log_prior
 
-__all__ = ["NO_BENDING", "Bending", "PathAverage", "average_paths", "fit_bending", "follow_path",
-           "level_search", "path_log_prior", "path_objective"]
+__all__ = ["NO_BENDING", "Bending", "PathAverage", "average_paths", "depth_search", "fit_bending",
+           "follow_path", "level_search", "path_log_prior", "path_objective"]
 
 #: SD of the bends of the path that follows the ratings in the level search (share of
 #: the median noise SD).
@@ -111,11 +112,12 @@ BEND_CHUNK = 500
 
 
 def path_log_prior(cohort: Cohort, params: HMMParams, slope: np.ndarray) -> np.ndarray:
-    """Each patient's log prior of their stable path and noise scale."""
+    """Each patient's log prior of their stable path and noise scale (and dip factor)."""
     tr = params.trend
     return (trend_log_prior(params.base, slope, cohort.h, tr["q2"], tr["m0"], tr["P0"],
                             cohort.steps, tr.get("bend_df"))
-            + sigma_log_prior(params.sigma**2, params.prior_df, params.sigma2_prior))
+            + sigma_log_prior(params.sigma**2, params.prior_df, params.sigma2_prior)
+            + dip_factor_log_prior(params))
 
 
 def path_objective(cohort: Cohort, params: HMMParams, slope: np.ndarray) -> np.ndarray:
@@ -179,6 +181,30 @@ def level_search(cohort: Cohort, params: HMMParams) -> None:
     tr["slope"] = slope
 
 
+def depth_search(cohort: Cohort, params: HMMParams) -> None:
+    """Move each patient's dip factor to the best of a grid (in place; ``patient_dips`` only).
+
+    EM stays with the reading it started in: a drop read as a gradual
+    decline has the patient's depth fitted to the decline, and the rupture
+    reading, evaluated at that depth, looks worse than it is (and the other
+    way round).  Each factor of :data:`alliancetrack.detection.hmm_depth.DIP_FACTOR_GRID`
+    is scored by the patient's HMM log-likelihood (the states summed out) plus
+    the log priors (:func:`path_objective`), the shared parameters and the
+    stable path fixed; each patient keeps their best factor, the current one
+    included.
+    """
+    if not params.patient_dips:
+        return
+    slope = params.trend.get("slope", np.zeros_like(params.base))
+    best = path_objective(cohort, params, slope)
+    current = params.dip_factor.copy()
+    for factor in DIP_FACTOR_GRID:
+        params.dip_factor = np.full_like(current, factor)
+        obj = path_objective(cohort, params, slope)
+        better = obj > best + 1e-9
+        current = np.where(better, factor, current)
+        best = np.where(better, obj, best)
+    params.dip_factor = current
 
 
 @dataclass(frozen=True)
