@@ -133,6 +133,7 @@ class HMMFit:
                 "p_start_ruptured": float(p.start[p.ruptured].sum()), "dip": float(p.dip),
                 "partial_share": p.rho, "p_decline": p_decline,
                 "decline_depth": float(p.decline_depth * p.dip), "dip_sd": float(p.dip_sd),
+                "dip_factor_sd": float(np.sqrt(p.dip_factor_var)) if p.patient_dips else np.nan,
                 "dip_unit": p.dip_unit, "df": float(p.df), "prior_df": float(p.prior_df),
                 "median_sigma": float(np.median(p.sigma)),
                 "trend_sd": float(np.sqrt(p.trend["q2"])),
@@ -216,6 +217,17 @@ class HMMDetector(Detector):
         happen to look like a ramp as a decline, and it makes the fit about
         twice as slow, so it is off by default.  ``summary()`` reports ``p_decline`` (the
         per-session probability that a decline starts) and ``decline_depth``.
+    patient_dips : bool, default False
+        Let each patient's ruptures (and declines) have their own depth: the
+        patient's dip is the cohort's times a factor drawn from
+        ``N(1, s²)``, estimated with shrinkage toward 1 (a random effect;
+        ``s`` from the cohort by EM), with a search over a grid of factors at
+        the level searches so that a drop is not kept in the reading EM
+        started from (:mod:`alliancetrack.detection.hmm_depth`).  Without it a
+        rupture shallower than the cohort's dip that lasts to the end of
+        treatment competes with a stable level that steps down, and gets a
+        probability of 0.6-0.7 where nearly all such sessions are ruptures.
+        ``summary()`` reports ``dip_factor_sd`` (``s``).
     average_paths : bool, default True
         Average the rupture probabilities over alternative explanations of
         each patient (the fitted one, one whose stable level follows the

@@ -39,7 +39,7 @@ from alliancetrack.detection.hmm_model import (
     m_patients,
 )
 from alliancetrack.detection.hmm_noise import update_df
-from alliancetrack.detection.hmm_paths import depth_search, level_search
+from alliancetrack.detection.hmm_paths import depth_search, level_search, row_blocks
 
 __all__ = ["FitResult", "fit_hmm"]
 
@@ -166,6 +166,8 @@ SEARCH_AT = (1, 10, 30)
 #: search places every patient; a second one (at iteration 5) changed F1 by at most 0.0004 on
 #: 20,000-100,000 patients and cost 3-6 s at 100,000 x 20.
 WHOLE_SEARCH_AT = (1,)
+#: Patients per block of the whole-cohort fit (:func:`_whole_cohort`).
+WHOLE_CHUNK = 10_000
 
 
 def _run(cohort: Cohort, params: HMMParams, max_iter: int, tol: float, min_dip: float, start: int,
@@ -207,6 +209,23 @@ def _run(cohort: Cohort, params: HMMParams, max_iter: int, tol: float, min_dip: 
                      n_patients=len(X))
 
 
+def _whole_cohort(cohort: Cohort, params: HMMParams, max_iter: int, tol: float, min_dip: float,
+                  start: int, n_jobs: int | None) -> FitResult:
+    """EM over the patients' own parameters, the shared ones fixed: patients are then
+    independent, so blocks of :data:`WHOLE_CHUNK` patients run to convergence each on
+    ``n_jobs`` threads (fixed blocks: the result does not depend on ``n_jobs``)."""
+    blocks = row_blocks(len(cohort.X), WHOLE_CHUNK)
+    with ThreadPoolExecutor(max_workers=worker_count(n_jobs)) as ex:
+        parts = list(ex.map(lambda r: _run(cohort.rows(r), params.rows(r), max_iter, tol,
+                                           min_dip, start, search_at=WHOLE_SEARCH_AT,
+                                           shared=False), blocks))
+    return FitResult(params=HMMParams.stack([p.params for p in parts]),
+                     loglik=float(sum(p.loglik for p in parts)),
+                     n_iter=max(p.n_iter for p in parts),
+                     converged=all(p.converged for p in parts), start=start,
+                     n_patients=len(cohort.X))
+
+
 def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = None, *,
             df: float | None = None, dip_unit: str = "scale", n_starts: int = 3,
             max_iter: int = 200, tol: float = 0.01, prior_df: float | None = None, partial: bool = True,
@@ -228,16 +247,20 @@ def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = N
         at random (from ``seed``), which estimate the shared parameters; the
         whole cohort is then fitted once with the best start's shared
         parameters held fixed (one level search, then EM over the
-        patients' own parameters to convergence).  Letting the shared
+        patients' own parameters to convergence; the patients are then
+        independent, so blocks of 10,000 patients run on ``n_jobs``
+        threads, each to its own convergence).  Letting the shared
         parameters move in the whole-cohort fit as well changed them little
         but took two to four times the iterations, and with ``decline=True``
         the decline rate crept up and took unrepaired ruptures.
 
     Other Parameters
     ----------------
-    df, dip_unit, n_starts, max_iter, tol, prior_df, partial, dip_spread, drift, decline, patient_dips, seed, n_jobs
+    df, dip_unit, n_starts, max_iter, tol, prior_df, partial, dip_spread, drift, decline, \
+patient_dips, seed, n_jobs
         As the fields of :class:`alliancetrack.detection.hmm.HMMDetector` (the
-        starts run on ``n_jobs`` threads; the result does not depend on it).
+        starts and the blocks of the whole-cohort fit run on ``n_jobs``
+        threads; the result does not depend on it).
 
     Returns
     -------
@@ -289,8 +312,7 @@ def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = N
         for key in ("weight", "slope"):  # per patient: those of the subsample do not carry
             params.trend.pop(key, None)
         params.sigma2_prior, params.prior_df = shared.sigma2_prior, shared.prior_df
-        best = _run(cohort, params, max_iter, tol, min_dip, best.start,
-                    search_at=WHOLE_SEARCH_AT, shared=False)
+        best = _whole_cohort(cohort, params, max_iter, tol, min_dip, best.start, n_jobs)
         runs.append(best)
     return best, runs
 

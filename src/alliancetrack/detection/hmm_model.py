@@ -361,10 +361,29 @@ class HMMParams:
 
     def rows(self, rows: np.ndarray) -> HMMParams:
         """A copy for some patients: their own parameters subset, the shared ones kept."""
-        trend = {k: (v[rows] if k in _PER_PATIENT_TREND else v) for k, v in self.trend.items()}
+        trend = {k: (v[rows] if k in _PER_PATIENT_TREND and v is not None else v)
+                 for k, v in self.trend.items()}
         own = {} if not self.patient_dips else {"dip_factor": self.dip_factor[rows],
                                                  "dip_info": self.dip_info[rows]}
         return replace(self, base=self.base[rows], sigma=self.sigma[rows], trend=trend, **own)
+
+    @staticmethod
+    def stack(parts: list[HMMParams]) -> HMMParams:
+        """The inverse of :meth:`rows` over consecutive blocks of patients: their own
+        parameters concatenated in order, the shared ones those of the first block."""
+        first = parts[0]
+
+        def cat(values):
+            values = list(values)
+            return None if values[0] is None else np.concatenate(values)
+
+        trend = {k: (cat(p.trend.get(k) for p in parts) if k in _PER_PATIENT_TREND else v)
+                 for k, v in first.trend.items()}
+        own = {} if not first.patient_dips else {
+            "dip_factor": cat(p.dip_factor for p in parts),
+            "dip_info": cat(p.dip_info for p in parts)}
+        return replace(first, base=cat(p.base for p in parts), sigma=cat(p.sigma for p in parts),
+                       trend=trend, **own)
 
 
 #: Entries of ``HMMParams.trend`` that hold one row per patient.

@@ -57,7 +57,7 @@ from alliancetrack.detection.hmm_noise import sigma_log_prior
 from alliancetrack.detection.hmm_trend import smooth_trend, trend_log_prior
 
 __all__ = ["NO_BENDING", "Bending", "PathAverage", "average_paths", "depth_search", "fit_bending",
-           "follow_path", "level_search", "path_log_prior", "path_objective"]
+           "follow_path", "level_search", "path_log_prior", "path_objective", "row_blocks"]
 
 #: SD of the bends of the path that follows the ratings in the level search (share of
 #: the median noise SD).
@@ -298,7 +298,7 @@ def average_paths(cohort: Cohort, params: HMMParams, n_iter: int = REFINE_ITER,
     >>> bool(np.allclose(avg.weights.sum(axis=1), 1)), bool((avg.p_rupture[:30, 4] > 0.9).all())
     (True, True)
     """
-    chunks = _chunks(len(cohort.X), CHUNK)
+    chunks = row_blocks(len(cohort.X), CHUNK)
     if len(chunks) <= 1:
         return _average(cohort, params, n_iter, bending, temperature)
     with ThreadPoolExecutor(max_workers=worker_count(n_jobs)) as ex:
@@ -308,7 +308,7 @@ def average_paths(cohort: Cohort, params: HMMParams, n_iter: int = REFINE_ITER,
                          for f in fields(PathAverage)))
 
 
-def _chunks(n: int, size: int) -> list[np.ndarray]:
+def row_blocks(n: int, size: int) -> list[np.ndarray]:
     """Row indices ``0..n-1`` in consecutive chunks of ``size`` (fixed, whatever the threads)."""
     return [np.arange(a, min(a + size, n)) for a in range(0, n, size)]
 
@@ -426,7 +426,7 @@ def fit_bending(cohort: Cohort, params: HMMParams, n_iter: int = REFINE_ITER,
     if q2 <= 0:
         return NO_BENDING
     n = len(cohort.X)
-    parts = _chunks(n, BEND_CHUNK)
+    parts = row_blocks(n, BEND_CHUNK)
     bend = Bending(BEND_SHARE_START, BEND_SD_START**2 * q2)
     with ThreadPoolExecutor(max_workers=worker_count(n_jobs)) as ex:
         for rounds in range(1, max_rounds + 1):
