@@ -221,12 +221,13 @@ class HMMDetector(Detector):
         Let each patient's ruptures (and declines) have their own depth: the
         patient's dip is the cohort's times a factor drawn from
         ``N(1, s²)``, estimated with shrinkage toward 1 (a random effect;
-        ``s`` from the cohort by EM), with a search over a grid of factors at
-        the level searches so that a drop is not kept in the reading EM
-        started from (:mod:`alliancetrack.detection.hmm_depth`).  Without it a
-        rupture shallower than the cohort's dip that lasts to the end of
-        treatment competes with a stable level that steps down, and gets a
-        probability of 0.6-0.7 where nearly all such sessions are ruptures.
+        ``s`` from the cohort by EM), and a final fit with the shared
+        parameters fixed that starts with a search over a grid of factors,
+        so that a drop is not kept in the reading EM started from
+        (:mod:`alliancetrack.detection.hmm_depth`).  Without it a rupture
+        shallower than the cohort's dip that lasts to the end of treatment
+        competes with a stable level that steps down, and gets a probability
+        of 0.6-0.7 where nearly all such sessions are ruptures.
         ``summary()`` reports ``dip_factor_sd`` (``s``).
     average_paths : bool, default True
         Average the rupture probabilities over alternative explanations of

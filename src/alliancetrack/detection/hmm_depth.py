@@ -22,9 +22,10 @@ estimated as the others are, by empirical Bayes within EM.
   so a patient's depth is not free: a shallow rupture costs what its depth
   is unusual.
 * A depth search (:func:`alliancetrack.detection.hmm_paths.depth_search`)
-  tries a grid of factors by the patient's marginal likelihood: EM alone
-  stays where it started, since a drop once read as a decline has its depth
-  fitted to the decline and the rupture reading then looks worse than it is.
+  tries a grid of factors by the patient's marginal likelihood at the start
+  of the final fit, whose shared parameters are fixed: EM alone stays where
+  it started, since a drop once read as a decline has its depth fitted to
+  the decline and the rupture reading then looks worse than it is.
 
 References
 ----------
@@ -106,11 +107,14 @@ def m_dip_factors(post: np.ndarray, y: np.ndarray, w: np.ndarray, params: HMMPar
 def dip_factor_log_prior(params: HMMParams) -> np.ndarray:
     """Each patient's log prior of their dip factor plus the Laplace volume of its posterior.
 
-    ``-(u_i - 1)² / (2 s²) - ½·log(1 + info_i · s²)``: the normal prior at the
-    factor (its constant left out: the same for every explanation of a
-    patient) and the log ratio of the posterior's to the prior's spread, so
-    that the penalised likelihood approximates the likelihood with the factor
-    integrated out.  Zero when the patients share one dip.
+    ``-(u_i - 1)² / (2 s²) - ½·log(1 + info_i · s²)``, at the factor's
+    posterior mean ``u_i`` with ``info_i`` the curvature of the patient's
+    log-likelihood in it: added to the log-likelihood at ``u_i`` this is the
+    log-likelihood with the factor integrated out over its normal prior
+    (exact where the likelihood is normal in the factor, the Laplace
+    approximation otherwise), so explanations are weighed with the factor
+    integrated out.  Zero when the patients share one dip, and for a patient
+    without lowered sessions.
 
     Examples
     --------

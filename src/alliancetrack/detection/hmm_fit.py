@@ -180,7 +180,7 @@ def _run(cohort: Cohort, params: HMMParams, max_iter: int, tol: float, min_dip: 
     for it in range(1, max_iter + 1):  # noqa: B007 (it is reported)
         if it in search_at:
             level_search(cohort, params)
-            if it > 1 or not shared:  # not from a start's starting dip
+            if not shared:  # the shared parameters are settled: each patient's depth
                 depth_search(cohort, params)
         log_e = hmm_log_emissions(X, params, bounds)
         post, ll, counts = forward_backward(log_e, params.start, params.trans)
@@ -252,7 +252,12 @@ def fit_hmm(X: np.ndarray, S: np.ndarray, bounds: tuple[float, float] | None = N
         threads, each to its own convergence).  Letting the shared
         parameters move in the whole-cohort fit as well changed them little
         but took two to four times the iterations, and with ``decline=True``
-        the decline rate crept up and took unrepaired ruptures.
+        the decline rate crept up and took unrepaired ruptures.  With
+        ``patient_dips`` this final fit (run on any cohort, then) starts
+        with a search of each patient's dip factor
+        (:func:`alliancetrack.detection.hmm_paths.depth_search`); searching
+        during the starts as well moved the shared parameters to a worse
+        optimum on cohorts with slow declines.
 
     Other Parameters
     ----------------
@@ -313,6 +318,10 @@ patient_dips, seed, n_jobs
             params.trend.pop(key, None)
         params.sigma2_prior, params.prior_df = shared.sigma2_prior, shared.prior_df
         best = _whole_cohort(cohort, params, max_iter, tol, min_dip, best.start, n_jobs)
+        runs.append(best)
+    elif patient_dips:  # the same final fit: each patient's depth searched, shared ones fixed
+        best = _whole_cohort(cohort, best.params.rows(np.arange(len(X))), max_iter, tol, min_dip,
+                             best.start, n_jobs)
         runs.append(best)
     return best, runs
 
