@@ -220,15 +220,23 @@ def calibration_study(quick: bool, hmm: dict) -> tuple[pd.DataFrame, str]:
 #: Seed of the tuning cohorts on which the averaging's temperature is chosen (the validation
 #: tables use SEED, so they are not the data the temperature was chosen on).
 TUNE_SEED = 2424
-#: Temperatures compared on the tuning cohorts.
-TEMPERATURES = (1.0, 2.0, 2.86, 3.0, 4.0)
+#: Temperatures compared on the tuning cohorts: for the default model, and (fewer) for the
+#: model without patients' own dips and for the plain chain.
+TEMPERATURES = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
+TEMPERATURES_OTHERS = (1.0, 2.0, 3.0)
+#: The models compared.
+TUNE_SETTINGS = (("default", {}, TEMPERATURES),
+                 ("patient_dips=False", {"patient_dips": False}, TEMPERATURES_OTHERS),
+                 ("decline=False, patient_dips=False", {"decline": False, "patient_dips": False},
+                  TEMPERATURES_OTHERS))
 
 
 def tuning_study(quick: bool) -> tuple[pd.DataFrame, str]:
-    """Pooled calibration and Brier score per temperature, with and without decline states."""
+    """Pooled calibration and Brier score per temperature, for the default model and two
+    simpler ones."""
     rows = []
-    for setting, base in (("default", {}), ("decline=True", {"decline": True})):
-        for t in TEMPERATURES:
+    for setting, base, temperatures in TUNE_SETTINGS:
+        for t in temperatures:
             _, summary, pooled = calibration_runs(quick, {**base, "temperature": t},
                                                   seed=TUNE_SEED)
             mid = pooled[(pooled["bin_low"] > 0.05) & (pooled["bin_low"] < 0.85)]

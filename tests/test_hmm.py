@@ -228,10 +228,11 @@ def test_lower_is_better_scale_is_mirrored(clean):
     b = HMMDetector(n_starts=1).detect(down)
     pd.testing.assert_series_equal(a["rupture_session"], b["rupture_session"])
     np.testing.assert_allclose(b["nadir_level"], 6 - a["nadir_level"])
-    # the fit is iterative (EM, a root finder for df, L-BFGS for the noise prior): the
-    # mirrored fit takes a path that differs in the last digits
+    # the fit is iterative (EM, a root finder for df, L-BFGS for the noise prior, the
+    # patients' dip factors): the mirrored fit takes a path that differs in the last digits
+    # (up to 1.4e-5 relative in a probability of 0.65)
     np.testing.assert_allclose(b["depth"], a["depth"], rtol=1e-5)
-    np.testing.assert_allclose(b["probability"], a["probability"], rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(b["probability"], a["probability"], rtol=1e-4, atol=1e-9)
 
 
 def test_small_cohort_is_an_error_naming_alternatives():

@@ -204,20 +204,20 @@ class HMMDetector(Detector):
         and growth that levels off are followed by the level, not read as
         ruptures; False: one straight line per patient (level and slope
         shrunk toward the cohort).
-    decline : bool, default False
+    decline : bool, default True
         Add the states of a gradual decline, which is not a rupture: the
         level steps down over a few sessions (through a quarter, half and
         three quarters of a shared decline depth, at a shared pace) and stays
         down (:data:`alliancetrack.detection.hmm_model.DECLINE_STEPS`).  A
         rupture drops at once, so a drop that builds up over three or more
-        sessions is read as a decline.  Where slow declines are common it
-        raises precision and makes the probabilities better calibrated
-        (docs/hmm.md, Calibration: "Option: gradual-decline states"); in
-        cohorts without declines it can read a rupture whose first sessions
-        happen to look like a ramp as a decline, and it makes the fit about
-        twice as slow, so it is off by default.  ``summary()`` reports ``p_decline`` (the
-        per-session probability that a decline starts) and ``decline_depth``.
-    patient_dips : bool, default False
+        sessions is read as a decline.  Without these states a slow decline
+        that lasts to the end of treatment can only be read as an unrepaired
+        rupture or a bend of the stable level, and where slow declines are
+        common the middle of the probability scale was over-confident
+        (docs/hmm.md, Calibration).  False: the plain chain (about twice as
+        fast).  ``summary()`` reports ``p_decline`` (the per-session
+        probability that a decline starts) and ``decline_depth``.
+    patient_dips : bool, default True
         Let each patient's ruptures (and declines) have their own depth: the
         patient's dip is the cohort's times a factor drawn from
         ``N(1, s²)``, estimated with shrinkage toward 1 (a random effect;
@@ -226,9 +226,11 @@ class HMMDetector(Detector):
         so that a drop is not kept in the reading EM started from
         (:mod:`alliancetrack.detection.hmm_depth`).  Without it a rupture
         shallower than the cohort's dip that lasts to the end of treatment
-        competes with a stable level that steps down, and gets a probability
-        of 0.6-0.7 where nearly all such sessions are ruptures.
-        ``summary()`` reports ``dip_factor_sd`` (``s``).
+        competes with a stable level that steps down (or, with ``decline``,
+        with a decline of the shared decline depth): such sessions got
+        probabilities of 0.6-0.7 where nearly all of them are ruptures, and
+        in long series some of these ruptures were missed.  False: one dip
+        for the cohort.  ``summary()`` reports ``dip_factor_sd`` (``s``).
     average_paths : bool, default True
         Average the rupture probabilities over alternative explanations of
         each patient (the fitted one, one whose stable level follows the
@@ -236,7 +238,7 @@ class HMMDetector(Detector):
         likelihood, so that a patient whom "a slow decline" and "a rupture"
         explain about equally well gets an intermediate probability
         (:func:`alliancetrack.detection.hmm_paths.average_paths`).
-    temperature : float, default 3.0
+    temperature : float, default 2.0
         With ``average_paths``: each explanation's weight is raised to the
         power ``1 / temperature`` before the averaging
         (:func:`alliancetrack.detection.hmm_paths.temper`), which flattens
@@ -244,9 +246,10 @@ class HMMDetector(Detector):
         The penalised likelihood at each explanation's optimum is too
         decisive on its own (1 gives the untempered weights: the middle of
         the probability scale over-confident where slow declines are
-        common).  3 was chosen on tuning cohorts simulated apart from those
-        of the validation (docs/hmm.md, Calibration): it is a calibration to
-        the simulator's scenarios, not a property of the model.
+        common).  2 had the lowest Brier score on tuning cohorts simulated
+        apart from those of the validation (docs/hmm.md, Calibration): it is
+        a calibration to the simulator's scenarios, not a property of the
+        model (with ``decline=False, patient_dips=False`` it was 3).
     bending : bool, default False
         With ``average_paths`` and ``drift``: let a share of patients follow
         a regime in which the stable level bends more (a slow decline), the
@@ -321,10 +324,10 @@ class HMMDetector(Detector):
     partial: bool = True
     dip_spread: bool = False
     drift: bool = True
-    decline: bool = False
-    patient_dips: bool = False
+    decline: bool = True
+    patient_dips: bool = True
     average_paths: bool = True
-    temperature: float = 3.0  # hmm_paths.TEMPERATURE (a test keeps the two equal)
+    temperature: float = 2.0  # hmm_paths.TEMPERATURE (a test keeps the two equal)
     bending: bool = False
     decode: str = "posterior"
     subsample: int = 5000
