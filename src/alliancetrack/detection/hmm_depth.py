@@ -130,4 +130,4 @@ def dip_factor_log_prior(params: HMMParams) -> np.ndarray:
     if not params.patient_dips:
         return np.zeros(len(params.sigma))
     s2 = params.dip_factor_var
-    return -(params.dip_factor - 1.0) ** 2 / (2 * s2) - 0.5 * np.log1p(params.dip_info * s2)
+    return 0.0 - ((params.dip_factor - 1.0) ** 2 / (2 * s2) + 0.5 * np.log1p(params.dip_info * s2))
