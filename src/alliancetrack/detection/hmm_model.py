@@ -19,7 +19,9 @@ better:
   (:mod:`alliancetrack.detection.hmm_trend`); in a ruptured state ``dip``
   lower (in scale points, or in units of the patient's noise scale with
   ``dip_unit="noise"``), shared by the cohort, and in the partially
-  repaired state ``rho · dip`` lower;
+  repaired state ``rho · dip`` lower; with ``patient_dips`` every lowered
+  state is also scaled by the patient's own dip factor
+  (:mod:`alliancetrack.detection.hmm_depth`);
 * ``e`` is Student t with ``df`` degrees of freedom and patient scale
   ``sigma_i`` (robust to outlying sessions), and ratings at the scale's
   ceiling (floor) enter as censored: ``P(X ≥ high)`` (``P(X ≤ low)``);
@@ -76,8 +78,8 @@ RUPTURED = STATE_DIP > 0
 ALLOWED = np.array([[True, True, True], [True, True, False], [False, False, True]])
 ALLOWED_PARTIAL = np.array([[True, True, True, False], [True, True, False, True],
                             [False, False, True, False], [True, True, True, True]])
-#: With ``decline=True`` the chain also has the states of a gradual decline, which is not
-#: a rupture: from the stable state it steps down through the ramp at these shares of a
+#: With ``decline=True`` (the detector's default) the chain also has the states of a gradual
+#: decline, which is not a rupture: from the stable state it steps down through the ramp at these shares of a
 #: shared decline depth (one shared pace; at most
 #: :data:`alliancetrack.detection.hmm_fit.RAMP_STAY_MAX` of staying per step) to the
 #: declined state (share 1), where it stays.  A rupture drops at once; a decline passes
