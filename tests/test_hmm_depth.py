@@ -162,3 +162,20 @@ def test_final_fit_keeps_the_shared_parameters_and_searches_each_depth(monkeypat
     np.testing.assert_array_equal(best.params.trans, first.trans)
     without = fit_hmm(X, S, (1.0, 5.0), seed=2, n_starts=2)[1]
     assert len(without) == 2 and calls == [80]  # no final fit, no search without patient_dips
+
+
+def test_whole_cohort_blocks_do_not_depend_on_threads(monkeypatch):
+    # above `subsample` the whole cohort is fitted in fixed blocks of patients on n_jobs
+    # threads (the shared parameters are fixed, so patients are independent)
+    from alliancetrack.detection import hmm_fit
+    monkeypatch.setattr(hmm_fit, "WHOLE_CHUNK", 40)  # 150 patients: 4 blocks
+    sim = at.simulate_cohort(150, 10, seed=12)
+    X = sim.sessions.pivot(index="patient", columns="session", values="alliance").to_numpy()
+    S = np.where(np.isfinite(X), np.arange(1.0, X.shape[1] + 1), np.nan)
+    one, _ = fit_hmm(X, S, (1.0, 5.0), subsample=60, seed=2, decline=True, patient_dips=True)
+    two, _ = fit_hmm(X, S, (1.0, 5.0), subsample=60, seed=2, decline=True, patient_dips=True,
+                     n_jobs=2)
+    assert one.n_patients == 150 and one.converged
+    for name in ("base", "sigma", "dip_factor", "dip_info"):
+        np.testing.assert_array_equal(getattr(one.params, name), getattr(two.params, name))
+    assert one.loglik == two.loglik and one.n_iter == two.n_iter
