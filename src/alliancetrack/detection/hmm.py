@@ -238,7 +238,7 @@ class HMMDetector(Detector):
         likelihood, so that a patient whom "a slow decline" and "a rupture"
         explain about equally well gets an intermediate probability
         (:func:`alliancetrack.detection.hmm_paths.average_paths`).
-    temperature : float, default 2.0
+    temperature : float, default 2.5
         With ``average_paths``: each explanation's weight is raised to the
         power ``1 / temperature`` before the averaging
         (:func:`alliancetrack.detection.hmm_paths.temper`), which flattens
@@ -246,7 +246,7 @@ class HMMDetector(Detector):
         The penalised likelihood at each explanation's optimum is too
         decisive on its own (1 gives the untempered weights: the middle of
         the probability scale over-confident where slow declines are
-        common).  2 had the lowest Brier score on tuning cohorts simulated
+        common).  2.5 had the lowest Brier score on tuning cohorts simulated
         apart from those of the validation (docs/hmm.md, Calibration): it is
         a calibration to the simulator's scenarios, not a property of the
         model (with ``decline=False, patient_dips=False`` it was 3).
@@ -327,7 +327,7 @@ class HMMDetector(Detector):
     decline: bool = True
     patient_dips: bool = True
     average_paths: bool = True
-    temperature: float = 2.0  # hmm_paths.TEMPERATURE (a test keeps the two equal)
+    temperature: float = 2.5  # hmm_paths.TEMPERATURE (a test keeps the two equal)
     bending: bool = False
     decode: str = "posterior"
     subsample: int = 5000

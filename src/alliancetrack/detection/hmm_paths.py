@@ -70,7 +70,7 @@ REFINE_ITER = 8
 #: Patients per chunk of :func:`average_paths` (fixed: results do not depend on threads).
 CHUNK = 10_000
 #: Default temperature of the averaging over explanations (:func:`temper`).
-TEMPERATURE = 2.0
+TEMPERATURE = 2.5
 #: Quantile of a patient's ratings at which the flat alternative path of
 #: :func:`average_paths` starts.
 FLAT_QUANTILE = 0.85
