@@ -87,7 +87,8 @@ class HMMFit:
     runs : DataFrame
         One row per EM run: ``start, n_patients, loglik, n_iter, converged``
         (with more than ``subsample`` patients, the starts on the subsample
-        and then the whole-cohort fit).
+        and then the whole-cohort fit; with ``patient_dips`` there is always
+        that final fit, the shared parameters fixed).
     posterior : ndarray (N, T)
         Posterior probability of the ruptured state at every chain step
         (NaN where no rating).
