@@ -60,8 +60,7 @@ def _depth_statistics(post: np.ndarray, y: np.ndarray, w: np.ndarray,
     """Per patient: the weighted sum of depth-times-drop and of depth², over lowered states
     (a state ``mult_k · dip_i`` below the stable level, ``dip_i`` the patient's dip at
     factor 1), each session weighted by its posterior, t weight and ``1 / sigma_i²``."""
-    unit = params.dip * (params.sigma if params.dip_unit == "noise" else np.ones_like(params.sigma))
-    depth = unit[:, None, None] * params.mult[None, None, :]
+    depth = params.unit_dips()[:, None, None] * params.mult[None, None, :]
     g = post * w / params.sigma[:, None, None] ** 2
     num = (g * depth * (params.base[:, :, None] - y)).sum(axis=(1, 2))
     info = (g * depth * depth).sum(axis=(1, 2))

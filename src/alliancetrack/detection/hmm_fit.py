@@ -39,7 +39,7 @@ from alliancetrack.detection.hmm_model import (
     m_patients,
 )
 from alliancetrack.detection.hmm_noise import update_df
-from alliancetrack.detection.hmm_paths import depth_search, level_search, row_blocks
+from alliancetrack.detection.hmm_paths import depth_search, level_search, map_row_blocks
 
 __all__ = ["FitResult", "fit_hmm"]
 
@@ -214,11 +214,9 @@ def _whole_cohort(cohort: Cohort, params: HMMParams, max_iter: int, tol: float, 
     """EM over the patients' own parameters, the shared ones fixed: patients are then
     independent, so blocks of :data:`WHOLE_CHUNK` patients run to convergence each on
     ``n_jobs`` threads (fixed blocks: the result does not depend on ``n_jobs``)."""
-    blocks = row_blocks(len(cohort.X), WHOLE_CHUNK)
-    with ThreadPoolExecutor(max_workers=worker_count(n_jobs)) as ex:
-        parts = list(ex.map(lambda r: _run(cohort.rows(r), params.rows(r), max_iter, tol,
-                                           min_dip, start, search_at=WHOLE_SEARCH_AT,
-                                           shared=False), blocks))
+    parts = map_row_blocks(lambda c, p: _run(c, p, max_iter, tol, min_dip, start,
+                                             search_at=WHOLE_SEARCH_AT, shared=False),
+                           cohort, params, WHOLE_CHUNK, n_jobs)
     return FitResult(params=HMMParams.stack([p.params for p in parts]),
                      loglik=float(sum(p.loglik for p in parts)),
                      n_iter=max(p.n_iter for p in parts),

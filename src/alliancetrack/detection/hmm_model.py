@@ -79,8 +79,8 @@ ALLOWED = np.array([[True, True, True], [True, True, False], [False, False, True
 ALLOWED_PARTIAL = np.array([[True, True, True, False], [True, True, False, True],
                             [False, False, True, False], [True, True, True, True]])
 #: With ``decline=True`` (the detector's default) the chain also has the states of a gradual
-#: decline, which is not a rupture: from the stable state it steps down through the ramp at these shares of a
-#: shared decline depth (one shared pace; at most
+#: decline, which is not a rupture: from the stable state it steps down through the ramp at
+#: these shares of a shared decline depth (one shared pace; at most
 #: :data:`alliancetrack.detection.hmm_fit.RAMP_STAY_MAX` of staying per step) to the
 #: declined state (share 1), where it stays.  A rupture drops at once; a decline passes
 #: through its steps, so the two are told apart by how the drop begins, not by its depth.
@@ -352,9 +352,13 @@ class HMMParams:
         """Depth of a gradual decline as a share of the dip (NaN without the decline states)."""
         return float(self.mult[-1]) if self.decline_steps[-1] > 0 else np.nan
 
+    def unit_dips(self) -> np.ndarray:
+        """The dip of every patient at dip factor 1, in scale points (shape (N,))."""
+        return self.dip * (self.sigma if self.dip_unit == "noise" else np.ones_like(self.sigma))
+
     def dips(self) -> np.ndarray:
         """The dip of every patient, in scale points (shape (N,))."""
-        dips = self.dip * (self.sigma if self.dip_unit == "noise" else np.ones_like(self.sigma))
+        dips = self.unit_dips()
         return dips * self.dip_factor if self.patient_dips else dips
 
     def means(self) -> np.ndarray:

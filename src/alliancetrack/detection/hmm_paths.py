@@ -57,7 +57,8 @@ from alliancetrack.detection.hmm_noise import sigma_log_prior
 from alliancetrack.detection.hmm_trend import smooth_trend, trend_log_prior
 
 __all__ = ["NO_BENDING", "Bending", "PathAverage", "average_paths", "depth_search", "fit_bending",
-           "follow_path", "level_search", "path_log_prior", "path_objective", "row_blocks"]
+           "follow_path", "level_search", "map_row_blocks", "path_log_prior", "path_objective",
+           "row_blocks"]
 
 #: SD of the bends of the path that follows the ratings in the level search (share of
 #: the median noise SD).
@@ -111,13 +112,17 @@ BEND_ROUNDS, BEND_TOL = 40, 0.01
 BEND_CHUNK = 500
 
 
-def path_log_prior(cohort: Cohort, params: HMMParams, slope: np.ndarray) -> np.ndarray:
-    """Each patient's log prior of their stable path and noise scale (and dip factor)."""
+def _stable_log_prior(cohort: Cohort, params: HMMParams, slope: np.ndarray) -> np.ndarray:
+    """Each patient's log prior of their stable path and noise scale."""
     tr = params.trend
     return (trend_log_prior(params.base, slope, cohort.h, tr["q2"], tr["m0"], tr["P0"],
                             cohort.steps, tr.get("bend_df"))
-            + sigma_log_prior(params.sigma**2, params.prior_df, params.sigma2_prior)
-            + dip_factor_log_prior(params))
+            + sigma_log_prior(params.sigma**2, params.prior_df, params.sigma2_prior))
+
+
+def path_log_prior(cohort: Cohort, params: HMMParams, slope: np.ndarray) -> np.ndarray:
+    """Each patient's log prior of their stable path and noise scale (and dip factor)."""
+    return _stable_log_prior(cohort, params, slope) + dip_factor_log_prior(params)
 
 
 def path_objective(cohort: Cohort, params: HMMParams, slope: np.ndarray) -> np.ndarray:
@@ -196,11 +201,18 @@ def depth_search(cohort: Cohort, params: HMMParams) -> None:
     if not params.patient_dips:
         return
     slope = params.trend.get("slope", np.zeros_like(params.base))
-    best = path_objective(cohort, params, slope)
+    stable = _stable_log_prior(cohort, params, slope)  # the same for every factor
+
+    def objective() -> np.ndarray:  # path_objective, the stable path's prior computed once
+        ll = forward_loglik(hmm_log_emissions(cohort.X, params, cohort.bounds), params.start,
+                            params.trans)
+        return ll + (stable + dip_factor_log_prior(params))
+
+    best = objective()
     current = params.dip_factor.copy()
     for factor in DIP_FACTOR_GRID:
         params.dip_factor = np.full_like(current, factor)
-        obj = path_objective(cohort, params, slope)
+        obj = objective()
         better = obj > best + 1e-9
         current = np.where(better, factor, current)
         best = np.where(better, obj, best)
@@ -298,12 +310,10 @@ def average_paths(cohort: Cohort, params: HMMParams, n_iter: int = REFINE_ITER,
     >>> bool(np.allclose(avg.weights.sum(axis=1), 1)), bool((avg.p_rupture[:30, 4] > 0.9).all())
     (True, True)
     """
-    chunks = row_blocks(len(cohort.X), CHUNK)
-    if len(chunks) <= 1:
-        return _average(cohort, params, n_iter, bending, temperature)
-    with ThreadPoolExecutor(max_workers=worker_count(n_jobs)) as ex:
-        parts = list(ex.map(lambda r: _average(cohort.rows(r), params.rows(r), n_iter, bending,
-                                               temperature), chunks))
+    parts = map_row_blocks(lambda c, p: _average(c, p, n_iter, bending, temperature), cohort,
+                           params, CHUNK, n_jobs)
+    if len(parts) == 1:
+        return parts[0]
     return PathAverage(*(np.concatenate([getattr(p, f.name) for p in parts])
                          for f in fields(PathAverage)))
 
@@ -311,6 +321,30 @@ def average_paths(cohort: Cohort, params: HMMParams, n_iter: int = REFINE_ITER,
 def row_blocks(n: int, size: int) -> list[np.ndarray]:
     """Row indices ``0..n-1`` in consecutive chunks of ``size`` (fixed, whatever the threads)."""
     return [np.arange(a, min(a + size, n)) for a in range(0, n, size)]
+
+
+def map_row_blocks(fn, cohort: Cohort, params: HMMParams, size: int, n_jobs: int | None) -> list:
+    """``fn(cohort, params)`` on consecutive blocks of ``size`` patients (:func:`row_blocks`),
+    on ``n_jobs`` threads (NumPy releases the GIL), the results in block order.  One block:
+    ``fn`` gets ``cohort`` and ``params`` themselves.  The blocks do not depend on
+    ``n_jobs``, so neither do the results where patients are independent given ``params``'
+    shared parameters.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from alliancetrack.detection.hmm_model import Cohort, HMMParams
+    >>> X = np.zeros((5, 3)); S = np.tile(np.arange(1.0, 4), (5, 1))
+    >>> p = HMMParams(start=np.array([1.0, 0, 0]), trans=np.eye(3), dip=1.0,
+    ...               base=X.copy(), sigma=np.ones(5), df=10.0)
+    >>> map_row_blocks(lambda c, q: len(c.X), Cohort.of(X, S, None), p, 2, n_jobs=2)
+    [2, 2, 1]
+    """
+    blocks = row_blocks(len(cohort.X), size)
+    if len(blocks) <= 1:
+        return [fn(cohort, params)]
+    with ThreadPoolExecutor(max_workers=worker_count(n_jobs)) as ex:
+        return list(ex.map(lambda r: fn(cohort.rows(r), params.rows(r)), blocks))
 
 
 def _with_q2(params: HMMParams, q2: float) -> HMMParams:
